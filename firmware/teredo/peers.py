@@ -1,0 +1,157 @@
+# The list of recent Teredo peers (RFC 4380 §5.2), bounded: a fixed number of
+# entries made at start-up, the least recently used one reused when full, and
+# a small pool of queue buffers (at most one per peer, RFC 4380 §5.2.4 queues)
+# so that a flood of new peers cannot grow the heap.
+#
+# Entries are not objects: a peer is an index i into flat tables (a list of
+# small ints, NF per peer, and bytearrays for the addresses and nonces).  On
+# the unix port an object per peer cost 640 bytes; this costs about 120.
+
+from teredo import wire
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+# Integer fields of an entry: v[i * NF + F_...]
+F_USED = const(0)       # 1 when the entry is in use
+F_KEY = const(1)        # low 24 bits of the IPv6 address, to skip mismatches fast
+F_TEREDO = const(2)     # 1 when the peer's IPv6 address is a Teredo address
+F_TRUSTED = const(3)    # RFC 4380 §5.2: status of the mapped address
+F_PORT = const(4)       # mapped UDP port of the peer
+F_LAST_RX = const(5)
+F_LAST_TX = const(6)
+F_LAST_USE = const(7)   # for LRU replacement
+F_BUBBLES = const(8)    # bubbles sent in the current 300 s window (§5.2.6)
+F_WINDOW = const(9)     # start of that window
+F_PROBES = const(10)    # connectivity tests / bubble rounds left (§5.2.4)
+F_NEXT = const(11)      # time of the next probe
+F_Q = const(12)         # index of the borrowed queue buffer, -1 = none
+F_QLEN = const(13)
+NF = const(14)
+
+
+def key_of(buf, off):
+    return (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]
+
+
+class PeerTable:
+    def __init__(self, max_peers, queue_slots, queue_bytes):
+        self.n = max_peers
+        self.v = [0] * (max_peers * NF)
+        for i in range(max_peers):
+            self.v[i * NF + F_Q] = -1
+        self.ip6 = bytearray(16 * max_peers)   # peer IPv6 address at i*16
+        self.ip4 = bytearray(4 * max_peers)    # mapped IPv4 at i*4
+        self.nonce = bytearray(8 * max_peers)  # last nonce sent (§5.2.9) at i*8
+        self.addr = [None] * max_peers         # (ip text, port) for sendto, once trusted
+        # room for one MTU-sized packet and its 2-byte length
+        self.qbufs = [bytearray(queue_bytes + 2) for _ in range(queue_slots)]
+        self.qmvs = [memoryview(b) for b in self.qbufs]
+        self.qowner = [-1] * queue_slots
+        self.qrelease = [False] * queue_slots  # freed once the tx ring drains
+        self.queue_bytes = queue_bytes + 2
+
+    def find(self, buf, off):
+        """Index of the entry for the IPv6 address at buf[off], or -1."""
+        k = key_of(buf, off)
+        v = self.v
+        for i in range(self.n):
+            b = i * NF
+            if v[b + F_USED] and v[b + F_KEY] == k and wire.eq(buf, off, self.ip6, i * 16, 16):
+                return i
+        return -1
+
+    def count(self):
+        c = 0
+        for i in range(self.n):
+            c += self.v[i * NF + F_USED]
+        return c
+
+    def new(self, buf, off, now, ago):
+        """Take a free entry, or the least recently used one (RFC 4380 §5.2
+        suggests LRU).  'ago' is now minus 30 s: new entries start with their
+        last reception and transmission 30 s in the past (§5.2.3, §5.2.6)."""
+        v = self.v
+        victim = -1
+        for i in range(self.n):
+            if not v[i * NF + F_USED]:
+                victim = i
+                break
+            if victim < 0 or _before(v[i * NF + F_LAST_USE], v[victim * NF + F_LAST_USE]):
+                victim = i
+        i = victim
+        self.free(i)
+        b = i * NF
+        self.ip6[i * 16:i * 16 + 16] = memoryview(buf)[off:off + 16]
+        v[b + F_USED] = 1
+        v[b + F_KEY] = key_of(buf, off)
+        v[b + F_TEREDO] = 1 if (buf[off] == 0x20 and buf[off + 1] == 0x01
+                                and buf[off + 2] == 0 and buf[off + 3] == 0) else 0
+        v[b + F_TRUSTED] = 0
+        v[b + F_PORT] = 0
+        v[b + F_LAST_RX] = ago
+        v[b + F_LAST_TX] = ago
+        v[b + F_LAST_USE] = now
+        v[b + F_BUBBLES] = 0
+        v[b + F_WINDOW] = now
+        v[b + F_PROBES] = 0
+        v[b + F_NEXT] = now
+        return i
+
+    def free(self, i):
+        self.drop_queue(i)
+        b = i * NF
+        self.v[b + F_USED] = 0
+        self.v[b + F_TRUSTED] = 0
+        self.v[b + F_PROBES] = 0
+        self.addr[i] = None
+
+    # ---- per-peer queue: packets stored as 2-byte length + IPv6 packet ----
+
+    def enqueue(self, i, buf, off, n):
+        v = self.v
+        b = i * NF
+        q = v[b + F_Q]
+        if q < 0:
+            for k in range(len(self.qbufs)):
+                if self.qowner[k] < 0 and not self.qrelease[k]:
+                    self.qowner[k] = i
+                    q = k
+                    v[b + F_Q] = k
+                    v[b + F_QLEN] = 0
+                    break
+            if q < 0:
+                return False
+        o = v[b + F_QLEN]
+        if o + 2 + n > self.queue_bytes:
+            return False
+        qb = self.qbufs[q]
+        qb[o] = n >> 8
+        qb[o + 1] = n & 0xFF
+        qb[o + 2:o + 2 + n] = memoryview(buf)[off:off + n]
+        v[b + F_QLEN] = o + 2 + n
+        return True
+
+    def drop_queue(self, i):
+        b = i * NF
+        q = self.v[b + F_Q]
+        if q >= 0:
+            self.qowner[q] = -1
+            self.v[b + F_Q] = -1
+            self.v[b + F_QLEN] = 0
+
+    def release_pending(self):
+        for k in range(len(self.qrelease)):
+            self.qrelease[k] = False
+
+
+def _before(a, b):
+    d = a - b
+    if d >= 0x20000000:
+        d = d - 0x20000000 - 0x20000000
+    elif d < -0x20000000:
+        d = d + 0x20000000 + 0x20000000
+    return d < 0

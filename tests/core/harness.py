@@ -1,0 +1,173 @@
+# A simulated Internet for the client core, on CPython and MicroPython alike:
+# the client behind a NAT ('cone', 'restricted' or 'symmetric'), a Teredo
+# server double with two addresses (answers RS with RA as RFC 4380 §5.3.2
+# says), a relay double toward native IPv6, all driven by a fake clock.
+
+from teredo import addr, proto, wire
+from teredo.client import Client
+from vectors import (LOCAL, NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Rand,  # noqa: F401
+                     build_ra, ip4, ip6)
+
+
+class Net:
+    """A client behind a NAT, a Teredo server with two addresses, a relay
+    toward native IPv6, driven by a fake clock.  nat is 'cone', 'restricted'
+    or 'symmetric'.  server_up/relay_up switch the doubles off and on."""
+
+    def __init__(self, nat="restricted", seed=7, **opts):
+        self.now = 1000
+        self.nat = nat
+        self.wan = ip4(NAT_WAN)
+        self.base_port = 50000
+        self.mappings = {}  # dest (ip, port) -> mapped port (symmetric)
+        self.opened = []    # (ip, port) the client has sent to (filtering)
+        self.server_up = True
+        self.server2_up = True
+        self.relay_up = True
+        self.relay_pending = []  # datagrams the relay holds for the client
+        self.log = []       # (what, detail) of everything that crossed the NAT
+        self.inbox = []     # datagrams for the client: (bytes, src4, sport)
+        self.c = Client(SERVER, rand=Rand(seed), **opts)
+        self.events = []
+
+    def mapped_port(self, dst):
+        if self.nat == "symmetric":
+            if dst not in self.mappings:
+                self.mappings[dst] = self.base_port + len(self.mappings)
+            return self.mappings[dst]
+        return self.base_port
+
+    def flush(self):
+        """Send everything the client queued; deliver what comes back."""
+        c = self.c
+        rounds = 0
+        while rounds < 50:
+            rounds += 1
+            n = c.pop_tx()
+            while n:
+                data = bytes(c.tx_mv[c.tx_off:c.tx_off + n])
+                self.outbound(data, c.tx_addr)
+                n = c.pop_tx()
+            if not self.inbox:
+                return
+            inbox = self.inbox
+            self.inbox = []
+            for data, src4, sport in inbox:
+                ev = c.on_datagram(data, len(data), src4, sport, self.now)
+                if ev:
+                    self.events.append((ev, c.ev_seq))
+
+    def inbound(self, data, src_text, sport):
+        """A datagram from the Internet to the NAT's mapping."""
+        key = (src_text, sport)
+        if self.nat != "cone" and key not in self.opened:
+            if self.nat == "symmetric" or (src_text, sport) not in self.opened:
+                self.log.append(("nat-drop", src_text))
+                return
+        self.inbox.append((data, ip4(src_text), sport))
+
+    def outbound(self, data, to):
+        self.opened.append(to)
+        mport = self.mapped_port(to)
+        ip, port = to
+        self.log.append(("out", ip, port, data))
+        if port == proto.PORT and ip in (SERVER, SERVER2):
+            self.server_rx(data, ip, mport)
+        elif ip == RELAY and port == proto.PORT:
+            self.relay_rx(data, mport)
+
+    def server_rx(self, data, ip, mport):
+        if (ip == SERVER and not self.server_up) or (ip == SERVER2 and not self.server2_up):
+            return
+        hdr = [0, 0, 0, 0]
+        if wire.parse_encap(data, len(data), hdr):
+            return
+        i = hdr[wire.H_IP]
+        if data[i + 6] == proto.NH_ICMPV6 and data[i + 40] == proto.ICMP_RS:
+            nn = hdr[wire.H_NONCE]
+            nonce = data[nn:nn + 8]
+            cone = data[i + 16] & 0x80
+            src = SERVER2 if (cone and ip == SERVER) else (SERVER if cone else ip)
+            if src == SERVER2 and not self.server2_up:
+                return
+            ra = build_ra(SERVER_LL, data[i + 8:i + 24], nonce, self.wan, mport, ip4(SERVER))
+            self.inbound(ra, src, proto.PORT)
+            return
+        if data[i + 6] == proto.NH_ICMPV6 and data[i + 40] == proto.ICMP_ECHO_REQUEST:
+            # connectivity test: forwarded natively to the host, whose reply
+            # is routed to the relay
+            if addr.format_ipv6(data[i + 24:i + 40]) == V6HOST and self.relay_up:
+                n = len(data) - i - 48
+                self.native_reply(data[i + 8:i + 24], data[i + 48:i + 48 + n],
+                                  (data[i + 44] << 8) | data[i + 45], (data[i + 46] << 8) | data[i + 47])
+            return
+
+    def relay_indirect_bubble(self, client6):
+        """The relay cannot reach a restricted client: it sends a bubble via
+        the client's server, which adds an origin indication (RFC 4380 §5.4.1)."""
+        b = bytearray(48)
+        wire.build_origin(b, 0, proto.PORT, ip4(RELAY))
+        wire.build_bubble(b, 8, ip6("fe80::8000:ffff:ffff:fffe"), client6)
+        self.inbound(bytes(b), SERVER, proto.PORT)
+
+    def relay_rx(self, data, mport):
+        if not self.relay_up:
+            return
+        hdr = [0, 0, 0, 0]
+        if wire.parse_encap(data, len(data), hdr):
+            return
+        i = hdr[wire.H_IP]
+        nh = data[i + 6]
+        self.relay_seen = getattr(self, "relay_seen", 0) + 1
+        if nh == proto.NH_NONE:
+            # the client's direct bubble opened its NAT: deliver what waited
+            pending = self.relay_pending
+            self.relay_pending = []
+            for d in pending:
+                self.inbound(d, RELAY, proto.PORT)
+        elif nh == proto.NH_ICMPV6 and data[i + 40] == proto.ICMP_ECHO_REQUEST:
+            # a ping through the relay to the native host: it answers
+            if addr.format_ipv6(data[i + 24:i + 40]) == V6HOST:
+                n = len(data) - i - 48
+                self.native_reply(data[i + 8:i + 24], data[i + 48:i + 48 + n],
+                                  (data[i + 44] << 8) | data[i + 45], (data[i + 46] << 8) | data[i + 47])
+        elif nh == proto.NH_ICMPV6 and data[i + 40] == proto.ICMP_ECHO_REPLY:
+            self.native_got = getattr(self, "native_got", 0) + 1
+
+    def native_reply(self, dst6, payload, ident, seq):
+        b = bytearray(48 + len(payload))
+        n = wire.build_echo(b, 0, proto.ICMP_ECHO_REPLY, ip6(V6HOST), dst6, ident, seq,
+                            payload, len(payload))
+        self.from_relay(bytes(b[:n]), dst6)
+
+    def from_relay(self, data, dst6):
+        """The relay sends to a Teredo client: directly once the client's NAT
+        lets it in, else it holds the packet and sends a bubble through the
+        client's server (RFC 4380 §5.4.1)."""
+        if self.nat == "cone" or (RELAY, proto.PORT) in self.opened:
+            self.inbound(data, RELAY, proto.PORT)
+            return
+        self.relay_pending.append(data)
+        self.relay_indirect_bubble(dst6)
+
+    def native_ping(self, seq, size=8):
+        """The IPv6-only host pings the client; the packet arrives from the relay."""
+        b = bytearray(48 + size)
+        n = wire.build_echo(b, 0, proto.ICMP_ECHO_REQUEST, ip6(V6HOST), self.c.address,
+                            0x1234, seq, bytes(size), size)
+        self.from_relay(bytes(b[:n]), self.c.address)
+
+    def run(self, ms, step=100):
+        """Advance the fake clock, firing the client's timers."""
+        end = self.now + ms
+        while self.now < end:
+            self.now += step
+            self.c.on_timer(self.now)
+            self.flush()
+
+    def start(self):
+        self.c.start(self.now)
+        self.flush()
+
+    def sent(self, kind):
+        return [e for e in self.log if e[0] == kind]

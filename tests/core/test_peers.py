@@ -1,0 +1,165 @@
+# Teredo peers of the client: bubbles, the peer table and queues.
+# Against test doubles with a fake clock, on CPython and MicroPython from this file.
+#
+from teredo import addr, proto, wire
+from teredo.client import EV_UDP, Client
+from harness import LOCAL, RELAY, SERVER, SERVER2, V6HOST, Net, Rand, ip4, ip6
+
+
+def qualified(nat="restricted", **opts):
+    n = Net(nat, **opts)
+    n.start()
+    n.run(2000)
+    assert n.c.status()["state"] == "qualified", n.c.status()
+    return n
+
+
+def _teredo_peer(port=40001, wan="198.51.100.77", cone=False):
+    return addr.build_teredo(ip4(SERVER), 0x8000 if cone else 0, port, ip4(wan))
+
+
+def test_bubbles_to_teredo_peer_rate_limited():
+    n = qualified()
+    peer = _teredo_peer()
+    n.c.send_udp(peer, 9, 1000, b"hello", n.now)
+    n.flush()
+    n.run(30000, step=500)
+    direct = [e for e in n.log if e[0] == "out" and e[1] == "198.51.100.77" and e[3][6] == 59]
+    indirect = [e for e in n.log if e[0] == "out" and e[1] == SERVER and len(e[3]) == 40 and e[3][6] == 59]
+    # first round and up to 3 repeats 2 s apart; §5.2.6 never more than 4
+    assert 1 <= len(direct) <= 4 and len(direct) == len(indirect)
+    gaps = [direct[i + 1] for i in range(len(direct) - 1)]
+    assert len(gaps) == len(direct) - 1
+
+
+def test_teredo_peer_bubble_makes_trusted_and_flushes_queue():
+    n = qualified()
+    peer = _teredo_peer()
+    n.c.send_udp(peer, 9, 1000, b"hello", n.now)
+    n.flush()
+    # the peer answers with a direct bubble from its mapped address
+    b = bytearray(40)
+    wire.build_bubble(b, 0, peer, n.c.address)
+    n.opened.append(("198.51.100.77", 40001))
+    n.inbound(bytes(b), "198.51.100.77", 40001)
+    n.flush()
+    data = [e for e in n.log if e[0] == "out" and e[1] == "198.51.100.77" and e[3][6] == 17]
+    assert len(data) == 1 and data[0][3][48:] == b"hello"
+
+
+def test_spoofed_teredo_source_dropped():
+    n = qualified()
+    peer = _teredo_peer()
+    b = bytearray(40)
+    wire.build_bubble(b, 0, peer, n.c.address)
+    n.opened.append(("198.51.100.78", 40001))
+    n.inbound(bytes(b), "198.51.100.78", 40001)  # wrong IPv4 for that address
+    n.flush()
+    assert n.c.status()["drops"]["spoofed"] == 1
+    assert n.c.status()["peers"] == 0
+
+
+def test_non_global_peer_not_sent_to():
+    n = qualified()
+    peer = _teredo_peer(wan="192.168.1.5")
+    assert n.c.send_udp(peer, 9, 1000, b"x", n.now) == wire.NON_GLOBAL
+    n.flush()
+    assert not [e for e in n.log if e[0] == "out" and e[1] == "192.168.1.5"]
+
+
+def test_origin_bubble_from_non_global_origin_ignored():
+    n = qualified()
+    b = bytearray(48)
+    wire.build_origin(b, 0, 3544, ip4("10.1.2.3"))
+    wire.build_bubble(b, 8, ip6("fe80::1"), n.c.address)
+    n.inbound(bytes(b), SERVER, proto.PORT)
+    n.flush()
+    assert n.c.status()["drops"]["non_global"] == 1
+
+
+def test_peer_table_bounded_lru():
+    n = qualified(max_peers=4)
+    for i in range(20):
+        peer = _teredo_peer(port=41000 + i)
+        b = bytearray(40)
+        wire.build_bubble(b, 0, peer, n.c.address)
+        n.c.on_datagram(b, 40, ip4("198.51.100.77"), 41000 + i, n.now + i)
+    assert n.c.status()["peers"] == 4
+    # the most recent is still known
+    assert n.c.peers.find(_teredo_peer(port=41019), 0) >= 0
+    assert n.c.peers.find(_teredo_peer(port=41000), 0) == -1
+
+
+def test_queue_bounded():
+    n = qualified(queue_slots=1)
+    n.relay_up = False
+    r1 = n.c.send_udp(ip6(V6HOST), 9, 1000, bytes(1000), n.now)
+    n.flush()
+    r2 = n.c.send_udp(ip6(V6HOST), 9, 1000, bytes(1000), n.now)
+    n.flush()
+    r3 = n.c.send_udp(ip6("2001:db8::5"), 9, 1000, bytes(10), n.now)
+    n.flush()
+    assert r1 == 0
+    assert r2 == wire.QUEUE_FULL and r3 == wire.QUEUE_FULL
+    assert n.c.status()["drops"]["queue_full"] == 2
+
+
+def test_udp_receive_event():
+    n = qualified()
+    n.c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    b = bytearray(48 + 4)
+    wire.build_udp6(b, 0, ip6(V6HOST), n.c.address, 5353, 7, b"abcd", 4)
+    ev = n.c.on_datagram(bytes(b), len(b), ip4(RELAY), proto.PORT, n.now)
+    assert ev == EV_UDP
+    c = n.c
+    assert c.ev_sport == 5353 and c.ev_dport == 7 and c.ev_len == 4
+    assert bytes(c.rx[c.ev_off:c.ev_off + 4]) == b"abcd"
+    b[50] ^= 1  # checksum now wrong
+    assert n.c.on_datagram(bytes(b), len(b), ip4(RELAY), proto.PORT, n.now) == 0
+    assert n.c.status()["drops"]["checksum"] == 1
+
+
+def test_not_for_us_and_not_qualified_dropped():
+    n = Net()
+    n.start()
+    b = bytearray(40)
+    wire.build_bubble(b, 0, ip6("2001::1"), ip6("2001::2"))
+    n.c.on_datagram(b, 40, ip4(RELAY), 3544, n.now)
+    assert n.c.status()["drops"]["not_qualified"] == 1
+    n.run(2000)
+    n.c.on_datagram(b, 40, ip4(RELAY), 3544, n.now)
+    assert n.c.status()["drops"]["not_for_us"] == 1
+
+
+def test_config_errors_say_what_to_change():
+    for bad, word in (("10.0.0.1", "global"), ("300.1.1.1", "IPv4"), ("", "IPv4")):
+        try:
+            Client(bad, rand=Rand())
+            raise AssertionError(bad)
+        except ValueError as e:
+            assert word in str(e), (bad, str(e))
+    try:
+        Client(SERVER, rand=Rand(), refresh_s=1)
+        raise AssertionError("accepted")
+    except ValueError as e:
+        assert "refresh_s" in str(e)
+    try:
+        Client(SERVER, rand=Rand(), bogus=1)
+        raise AssertionError("accepted")
+    except ValueError as e:
+        assert "bogus" in str(e)
+    c = Client(SERVER, rand=Rand())
+    assert c.server2_addr[0] == SERVER2
+    assert Client("198.51.100.255", rand=Rand()).server2_addr[0] == "198.51.101.0"
+
+
+def test_status_fields():
+    n = qualified()
+    n.c.set_local(LOCAL + ":40000")
+    st = n.c.status()
+    for k in ("state", "server", "server2", "nat", "address", "mapped", "local", "relay",
+              "refresh_s", "uptime_s", "peers", "rx", "tx", "drops", "error"):
+        assert k in st, k
+    assert st["local"] == LOCAL + ":40000"
+    assert st["uptime_s"] == 2
