@@ -31,7 +31,7 @@ DEFAULTS = (
     ("qual_timeout_ms", proto.QUAL_TIMEOUT_MS),  # T of §5.2.1
     ("qual_tries", proto.QUAL_TRIES),    # N of §5.2.1
     ("cone_probe", True),                # probe for a cone NAT first (§5.2.1)
-    ("cone_grace_ms", 150),              # wait for the cone RA after the first RA
+    ("cone_grace_ms", 20),               # wait for the cone RA after the first RA
     ("backoff_min_ms", 8000),            # offline: first retry of qualification
     ("backoff_max_ms", 128000),          # offline: longest wait between retries
     ("symmetric_retry_ms", 120000),      # symmetric NAT: slow retry
