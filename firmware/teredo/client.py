@@ -174,10 +174,8 @@ class Client:
         self.relay = None
         self.local = None
         self._now = 0
-        self.echo_tokens = cfg["echo_burst"] * 1000
-        self.echo_t = 0
-        self.bubble_tokens = cfg["bubble_rate"] * 1000
-        self.bubble_t = 0
+        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000]
+        self.tokens_t = [0, 0]
         self.ev_seq = 0
         self.ev_src = 0
         self.ev_off = 0
@@ -190,8 +188,8 @@ class Client:
     def start(self, now):
         self._now = now
         self.started = now
-        self.echo_t = now
-        self.bubble_t = now
+        self.tokens_t[0] = now
+        self.tokens_t[1] = now
         self._qualify(now)
 
     def set_local(self, text):
@@ -486,38 +484,39 @@ class Client:
         return self._deliver(ip, n, now)
 
     def _deliver(self, ip, n, now):
+        """Hand an accepted packet to the local stack: answer echo requests,
+        report echo replies to our pings and UDP datagrams as events."""
         rx = self.rx
         nh = rx[ip + 6]
         plen = n - ip - 40
-        if nh == proto.NH_ICMPV6:
-            if plen < 8:
-                return self._ev_drop(wire.SHORT)
-            if wire.l4_sum(rx, ip, nh, plen) != 0xFFFF:
-                return self._ev_drop(wire.CHECKSUM)
-            t = rx[ip + 40]
-            if t == proto.ICMP_ECHO_REQUEST:
-                if not self._echo_token(now):
-                    return self._ev_drop(wire.RATE_LIMITED)
-                wire.echo_to_reply(rx, ip)
-                self._output(rx, self.rx_mv, ip, n - ip, now)
-                return EV_NONE
-            if t == proto.ICMP_ECHO_REPLY and ((rx[ip + 44] << 8) | rx[ip + 45]) == self.cfg["ping_ident"]:
+        r = wire.UNSUPPORTED
+        if nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
+            if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
+                r = wire.LENGTH
+            elif wire.l4_sum(rx, ip, nh, plen) != 0xFFFF:
+                r = wire.CHECKSUM
+            elif nh == proto.NH_UDP:
+                self.ev_src = ip + 8
+                self.ev_sport = (rx[ip + 40] << 8) | rx[ip + 41]
+                self.ev_dport = (rx[ip + 42] << 8) | rx[ip + 43]
+                self.ev_off = ip + 48
+                self.ev_len = plen - 8
+                return EV_UDP
+            elif rx[ip + 40] == proto.ICMP_ECHO_REQUEST:
+                # RFC 4443 §4.2, rate limited so the board cannot be used
+                # as a reflector (RFC 4443 §2.4 (f) in spirit)
+                if self._token(0, now, self.cfg["echo_rate"], self.cfg["echo_burst"]):
+                    wire.echo_to_reply(rx, ip)
+                    self._output(rx, self.rx_mv, ip, n - ip, now)
+                    return EV_NONE
+                r = wire.RATE_LIMITED
+            elif rx[ip + 40] == proto.ICMP_ECHO_REPLY and (
+                    (rx[ip + 44] << 8) | rx[ip + 45]) == self.cfg["ping_ident"]:
                 self.ev_seq = (rx[ip + 46] << 8) | rx[ip + 47]
                 self.ev_src = ip + 8
                 return EV_ECHO_REPLY
-            return self._ev_drop(wire.UNSUPPORTED)
-        if nh == proto.NH_UDP:
-            if plen < 8 or ((rx[ip + 44] << 8) | rx[ip + 45]) != plen:
-                return self._ev_drop(wire.LENGTH)
-            if wire.l4_sum(rx, ip, nh, plen) != 0xFFFF:
-                return self._ev_drop(wire.CHECKSUM)
-            self.ev_src = ip + 8
-            self.ev_sport = (rx[ip + 40] << 8) | rx[ip + 41]
-            self.ev_dport = (rx[ip + 42] << 8) | rx[ip + 43]
-            self.ev_off = ip + 48
-            self.ev_len = plen - 8
-            return EV_UDP
-        return self._ev_drop(wire.UNSUPPORTED)
+        self.drops[r] += 1
+        return EV_NONE
 
     def _on_ra(self, src4, now):
         rx = self.rx
@@ -720,7 +719,7 @@ class Client:
         if not addr.is_global_ipv4(self.tmp4, 0):
             self._drop(wire.NON_GLOBAL)
             return
-        if not self._bubble_token(now):
+        if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
             self._drop(wire.RATE_LIMITED)
             return
         o = self._arena(40)
@@ -786,10 +785,6 @@ class Client:
         self.drops[reason] += 1
         return reason
 
-    def _ev_drop(self, reason):
-        self.drops[reason] += 1
-        return EV_NONE
-
     def _random(self, buf, n):
         for i in range(0, n, 2):
             v = self.rand(16)
@@ -797,39 +792,23 @@ class Client:
             if i + 1 < n:
                 buf[i + 1] = v & 0xFF
 
-    def _echo_token(self, now):
-        """RFC 4443 §2.4-style limit on echo replies, so the board cannot be
-        used as a reflector: a token bucket in milli-tokens."""
-        rate = self.cfg["echo_rate"]
+    def _token(self, k, now, rate, burst):
+        """Token bucket k (0: echo replies, 1: unsolicited bubbles), in
+        milli-tokens so that it stays in small ints.  rate 0: no limit."""
         if rate == 0:
             return True
-        t = _refill(self.echo_tokens, _diff(now, self.echo_t), rate, self.cfg["echo_burst"])
-        self.echo_t = now
+        t = self.tokens[k]
+        el = _diff(now, self.tokens_t[k])
+        self.tokens_t[k] = now
+        if el > 0:
+            t += (el if el < 10000 else 10000) * rate
+            if t > burst * 1000:
+                t = burst * 1000
         if t < 1000:
-            self.echo_tokens = t
+            self.tokens[k] = t
             return False
-        self.echo_tokens = t - 1000
+        self.tokens[k] = t - 1000
         return True
-
-    def _bubble_token(self, now):
-        rate = self.cfg["bubble_rate"]
-        t = _refill(self.bubble_tokens, _diff(now, self.bubble_t), rate, rate)
-        self.bubble_t = now
-        if t < 1000:
-            self.bubble_tokens = t
-            return False
-        self.bubble_tokens = t - 1000
-        return True
-
-
-def _refill(tokens, elapsed, rate, burst):
-    if elapsed > 0:
-        if elapsed > 10000:
-            elapsed = 10000
-        tokens += elapsed * rate
-        if tokens > burst * 1000:
-            tokens = burst * 1000
-    return tokens
 
 
 def _sub(a, dt):

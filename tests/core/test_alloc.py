@@ -82,13 +82,14 @@ def test_echo_reply_path_allocates_nothing():
 def test_udp_send_path_allocates_nothing():
     n = _ready()
     c = n.c
+    dst = ip6(V6HOST)
     for ip_len in (64, 1280):
         payload = bytes(ip_len - 48)
         out = [0, 0]
-        _send(c, ip6(V6HOST), payload, n.now, out)
+        _send(c, dst, payload, n.now, out)
         heap_lock()
         try:
-            _send(c, ip6(V6HOST), payload, n.now, out)
+            _send(c, dst, payload, n.now, out)
         finally:
             heap_unlock()
         assert out[0] == 0 and out[1] == ip_len

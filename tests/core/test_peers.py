@@ -91,7 +91,8 @@ def test_peer_table_bounded_lru():
 
 
 def test_queue_bounded():
-    n = qualified(queue_slots=1)
+    n = qualified()
+    assert n.c.cfg["queue_slots"] == 1
     n.relay_up = False
     r1 = n.c.send_udp(ip6(V6HOST), 9, 1000, bytes(1000), n.now)
     n.flush()
