@@ -22,7 +22,7 @@ from teredo.peers import (F_BUBBLES, F_LAST_RX, F_LAST_TX, F_LAST_USE, F_NEXT, F
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 # Every tunable with its one default.  Client(**overrides) takes these names.

@@ -12,7 +12,7 @@ from teredo import wire
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 # Integer fields of an entry: v[i * NF + F_...]

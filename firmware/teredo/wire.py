@@ -9,7 +9,7 @@ from teredo import proto
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 # Drop reasons.  Index constants and their names in one table.
