@@ -192,6 +192,16 @@ class Client:
         self.tokens_t[1] = now
         self._qualify(now)
 
+    def stop(self, why):
+        """The shell lost its socket or link: forget the address and stay
+        offline, saying why, until start() is called again."""
+        self._forget_address()
+        self.phase = PH_NONE
+        self.error = why
+        self.backoff = self.cfg["backoff_min_ms"]
+        self._set_state(OFFLINE, self._now)
+        self.deadline = _add(self._now, HALF - 1)
+
     def set_local(self, text):
         """The shell tells the core its local ip:port, for status only."""
         self.local = text
