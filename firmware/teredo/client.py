@@ -187,6 +187,7 @@ class Client:
 
     def start(self, now):
         self._now = now
+        self.error = None
         self.started = now
         self.tokens_t[0] = now
         self.tokens_t[1] = now
