@@ -663,6 +663,7 @@ class Lab:
         p = self.popen("srv", ["miredo-server", "-f", "-c", conf,
                                "-p", self.path("miredo-server.pid")],
                        log="miredo-server.log")
+        self._server_proc = p
         self._wait("miredo-server on udp/3544",
                    lambda: self._udp_bound("srv", SERVER_IP, 3544)
                    and self._udp_bound("srv", SERVER_IP2, 3544),
@@ -677,11 +678,34 @@ class Lab:
         p = self.popen("rly", ["miredo", "-f", "-c", conf,
                                "-p", self.path("miredo-relay.pid")],
                        log="miredo-relay.log")
+        self._relay_proc = p
 
         def ready():
             r = self.run("rly", ["ip", "-6", "route", "show", "dev", "teredo"])
             return r.returncode == 0 and "2001::/32" in r.stdout
         self._wait("relay tun with 2001::/32", ready, 10, p, "miredo-relay.log")
+
+    def stop_server(self) -> None:
+        """Stop miredo-server (a server outage); start_server() brings it back."""
+        p = getattr(self, "_server_proc", None)
+        if p is not None:
+            self.stop_process(p)
+            self._server_proc = None
+
+    def start_server(self) -> None:
+        if getattr(self, "_server_proc", None) is None:
+            self._start_server()
+
+    def stop_relay(self) -> None:
+        """Stop the miredo relay (its tun goes away); start_relay() restarts it."""
+        p = getattr(self, "_relay_proc", None)
+        if p is not None:
+            self.stop_process(p)
+            self._relay_proc = None
+
+    def start_relay(self) -> None:
+        if getattr(self, "_relay_proc", None) is None:
+            self._start_relay()
 
     def start_peer_client(self) -> subprocess.Popen:
         if self._peer is not None and self._peer.poll() is None:
