@@ -421,9 +421,6 @@ class Client:
         from_server = sport == proto.PORT and (wire.eq(src4, 0, self.server4, 0, 4)
                                                or wire.eq(src4, 0, self.server2_4, 0, 4))
         if from_server:
-            self.last_server = now  # §5.2.3: last interaction with the server
-            if self.state == QUALIFIED:
-                self._schedule_refresh(now)
             if nh == proto.NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == proto.ICMP_RA:
                 self._on_ra(src4, now)
                 return EV_NONE
@@ -433,6 +430,10 @@ class Client:
             if not wire.eq(rx, ip + 24, self.address, 0, 16):
                 self._drop(wire.NOT_FOR_US)
                 return EV_NONE
+            # §5.2.3: a valid packet for us from the server is an interaction
+            # with it (RAs count once _on_ra has accepted them)
+            self.last_server = now
+            self._schedule_refresh(now)
             og = hdr[wire.H_ORIGIN]
             if og >= 0:
                 # Relayed by the server with an origin indication: open the
@@ -463,7 +464,8 @@ class Client:
                 if nh == proto.NH_NONE:
                     return EV_NONE
                 return self._deliver(ip, n, now)
-            if (not v[b + F_TRUSTED] and not v[b + F_TEREDO] and nh == proto.NH_ICMPV6
+            if (not v[b + F_TRUSTED] and not v[b + F_TEREDO] and v[b + F_PROBES] > 0
+                    and nh == proto.NH_ICMPV6
                     and n - ip == 40 + 8 + 8 and rx[ip + 40] == proto.ICMP_ECHO_REPLY
                     and wire.eq(rx, ip + 48, peers.nonce, p * 8, 8)):
                 # §5.2.3 case 2: the reply to our connectivity test (§5.2.9)
@@ -541,6 +543,7 @@ class Client:
             self._drop(r)
             return
         self._random(nonce, 8)  # one RA per nonce: replays are now stale
+        self.last_server = now  # §5.2.3: a valid RA is an interaction with the server
         port = self.res[0]
         mtu = self.res[1]
         ph = self.phase
@@ -656,8 +659,8 @@ class Client:
             # global check on the mapped address first
             for i in range(4):
                 self.tmp4[i] = buf[dst + 12 + i] ^ 0xFF
-            if not addr.is_global_ipv4(self.tmp4, 0):
-                return self._drop(wire.NON_GLOBAL)
+            if not addr.is_global_ipv4(self.tmp4, 0) or addr.teredo_port(buf, dst) == 0:
+                return self._drop(wire.NON_GLOBAL)  # port 0 is no mapping either
         if not peers.enqueue(p, buf, ip, n):
             return self._drop(wire.QUEUE_FULL)
         if v[b + F_PROBES] == 0:
@@ -727,7 +730,7 @@ class Client:
     def _origin_bubble(self, og, ip, now):
         rx = self.rx
         wire.origin_ip_into(rx, og, self.tmp4)
-        if not addr.is_global_ipv4(self.tmp4, 0):
+        if not addr.is_global_ipv4(self.tmp4, 0) or wire.origin_port(rx, og) == 0:
             self._drop(wire.NON_GLOBAL)
             return
         if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
