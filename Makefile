@@ -78,10 +78,21 @@ test: venv
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory mptest
 
-demo: venv
-	$(BIN)/teredoctl decode 2001:0:4136:e378:8000:63bf:3fff:fdd2
-	@echo
-	@echo "The full walkthrough (lab, virtual board, flash, qualify, ping) is coming to 'make demo'."
+# The seed scenario end to end: lab (NAT, miredo-server, relay, IPv6-only
+# host), a virtual board in the client namespace, driven by teredoctl (root).
+demo: venv lab-deps mpy
+	$(PY) -m host_tools.demo
+
+# A longer hostile-input run (tests/core/fuzzcore.py) on both interpreters,
+# each stopped after FUZZ_SECONDS; FUZZ_SEED picks another sequence.
+FUZZ_CASES ?= 10000000
+FUZZ_MP_CASES ?= 3000000
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?= 1
+fuzz: mpy
+	$(PY) tests/core/fuzzcore.py $(FUZZ_CASES) $(FUZZ_SECONDS) $(FUZZ_SEED)
+	@rm -rf $(BUILD)/mp-run && mkdir -p $(BUILD)/mp-run && cp -r $(MPYDIR)/teredo $(BUILD)/mp-run/ && cp $(BUILD)/mp-tests/*.mpy $(BUILD)/mp-run/
+	$(BIN)/micropython -X heapsize=$(NET_HEAP) -c "import sys; sys.path.insert(0, '$(BUILD)/mp-run'); import fuzzcore; fuzzcore.main(['$(FUZZ_MP_CASES)', '$(FUZZ_SECONDS)', '$(FUZZ_SEED)'])"
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

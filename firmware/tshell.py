@@ -236,6 +236,8 @@ class Shell:
                 new = json.loads(arg)
             except ValueError:
                 raise ValueError("config set takes one JSON object")
+            if isinstance(new, dict) and new.get("wifi_password") == "********" and self.cfg:
+                new["wifi_password"] = self.cfg.get("wifi_password")  # the masked one: keep it
             cfg = tconfig.save(new)
             self.stop_client()
             self.load()

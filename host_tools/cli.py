@@ -119,4 +119,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run through the package module, so that board commands (which register
+    # with host_tools.cli) land in the table main() reads
+    from host_tools.cli import main as _main
+    sys.exit(_main())
