@@ -49,8 +49,12 @@ after kbd_intr(-1) and between executions, and the CPython wrapper of the
 pip "micropython" has its own SIGINT handler at startup.
 
 Boot sequence (vboard_rom/_boot.py): mount DIR at "/" (``_VbFS``: the flash
-VfsPosix plus the ROM dir served read-only and unlisted at "/rom"; "/"
-itself cannot be removed), sys.path = ['', '/rom', '.frozen', '/lib'];
+VfsPosix plus the ROM dir of shims served read-only and unlisted at "/.rom";
+"/" itself cannot be removed), sys.path = ['', '/.rom', '.frozen', '/lib'];
+with ``--romfs IMAGE`` a ROMFS image (``mpremote romfs build``) stands for the
+board's ROMFS flash partition (MicroPython >= 1.25 with MICROPY_VFS_ROM): it is
+memory-mapped outside the MicroPython heap (host_tools/vboard_romfs.py) and
+mounted at "/rom", so .mpy code there runs in place as from flash;
 print a "ready" marker (host input is held until then); run boot.py, then
 main.py (skipped if boot.py raised, or when coming back into the raw REPL)
 in the __main__ globals; "-i" gives the friendly REPL.  Markers are OSC
@@ -220,7 +224,7 @@ class VirtualBoard:
     (foreground until ``stop()`` is called, e.g. from a signal handler)."""
 
     def __init__(self, flash_dir, link, board="esp32", heap="64K", ctl_dir=None,
-                 micropython=None, log=None, wifi_delay_ms=300, crlf=True):
+                 micropython=None, log=None, wifi_delay_ms=300, crlf=True, romfs=None):
         if not re.match(r"^\d+[wW]?[kKmM]?$", str(heap)):
             raise ValueError("bad heap size %r (e.g. 64K, 2M, 100000)" % (heap,))
         self.flash_dir = os.path.abspath(flash_dir)
@@ -232,6 +236,9 @@ class VirtualBoard:
         if not self.micropython:
             raise FileNotFoundError("micropython (unix port) not found")
         self.log_path = log
+        self.romfs = os.path.abspath(romfs) if romfs else None
+        if self.romfs and not os.path.isfile(self.romfs):
+            raise FileNotFoundError("ROMFS image %s not found" % self.romfs)
         self.wifi_delay_ms = int(wifi_delay_ms)
         self.crlf = crlf
         self._prev_cr = False
@@ -577,6 +584,11 @@ class VirtualBoard:
         # cwd = ROM dir so that tracebacks say File "_boot.py"; the bootstrap
         # then mounts the flash at "/" and chdirs there.
         argv = [self.micropython, "-X", "heapsize=" + self.heap, "-i", "_boot.py"]
+        if self.romfs:
+            # the pip unix port runs inside CPython: a launcher maps the image
+            # and runs the port in the same process
+            env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            argv = [sys.executable, "-m", "host_tools.vboard_romfs", self.romfs, "--"] + argv
         self._child = subprocess.Popen(argv, stdin=sb, stdout=sb, stderr=sb, cwd=ROM_DIR,
                                        env=env, start_new_session=True, close_fds=True)
         self._t_spawn = time.monotonic()
@@ -771,12 +783,14 @@ def main(argv=None):
     p.add_argument("--log", default=None, help="append all board output to this file")
     p.add_argument("--micropython", default=None, help="unix port executable")
     p.add_argument("--wifi-delay-ms", type=int, default=300, help="simulated association time")
+    p.add_argument("--romfs", default=None,
+                   help="ROMFS image standing for the board's ROMFS partition (code runs in place)")
     p.add_argument("--no-crlf", action="store_true",
                    help="pass the interpreter's bare LF through (default: LF -> CR LF as a board)")
     a = p.parse_args(argv)
     b = VirtualBoard(a.dir, a.link, board=a.board, heap=a.heap, ctl_dir=a.ctl,
                      micropython=a.micropython, log=a.log, wifi_delay_ms=a.wifi_delay_ms,
-                     crlf=not a.no_crlf)
+                     crlf=not a.no_crlf, romfs=a.romfs)
 
     def on_signal(signum, frame):
         b.stop()

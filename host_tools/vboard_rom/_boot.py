@@ -1,8 +1,11 @@
 # vboard bootstrap, the board's "_boot.py" (ROM).  The vboard runs
 #   micropython -X heapsize=... -i <rom>/_boot.py      (cwd = flash dir)
 # It mounts the flash directory at "/" through _VbFS, which also serves the
-# ROM directory (read-only, not listed) at "/rom"; sys.path = ['', '/rom',
-# '.frozen', '/lib'].  It then tells the vboard it is ready (Ctrl-C now
+# ROM directory of shims (read-only, not listed) at "/.rom"; sys.path = ['',
+# '/.rom', '.frozen', '/lib'].  With a ROMFS image (VBOARD_ROMFS = address:size
+# of the image mapped outside the heap by host_tools/vboard_romfs.py) it
+# mounts it at "/rom" and puts '/rom' and '/rom/lib' on sys.path, as a
+# MicroPython >= 1.25 board with a ROMFS partition does.  It then tells the vboard it is ready (Ctrl-C now
 # raises KeyboardInterrupt), runs boot.py and -- unless the board is coming
 # back into the raw REPL -- main.py, in the __main__ globals like a board's
 # pyexec does; "-i" then gives the REPL.  The escape sequences written to
@@ -12,7 +15,7 @@ import sys
 
 
 class _VbFS:
-    # The flash (a VfsPosix) plus the ROM at /rom.  As on FAT/littlefs, "/"
+    # The flash (a VfsPosix) plus the ROM of shims at /.rom.  As on FAT/littlefs, "/"
     # cannot be removed (EINVAL) -- VfsPosix would rmdir the host directory.
     def __init__(self, flash, rom):
         self.f = flash
@@ -20,8 +23,8 @@ class _VbFS:
         rom.mount(True, False)  # read-only
 
     def _p(self, p):
-        if p == "/rom" or p[:5] == "/rom/":
-            return self.r, p[4:] or "/"
+        if p == "/.rom" or p[:6] == "/.rom/":
+            return self.r, p[5:] or "/"
         return self.f, p
 
     def _w(self, p):
@@ -85,7 +88,13 @@ def _vb_setup():
     os.mount(_VbFS(os.VfsPosix(g("VBOARD_FLASH")), os.VfsPosix(g("VBOARD_ROM"))), "/")
     os.chdir("/")
     sys.path.clear()
-    sys.path.extend(("", "/rom", ".frozen", "/lib"))
+    sys.path.extend(("", "/.rom", ".frozen", "/lib"))
+    r = g("VBOARD_ROMFS")
+    if r:
+        import uctypes
+        a, n = r.split(":")
+        os.mount(os.VfsRom(uctypes.bytearray_at(int(a), int(n))), "/rom")
+        sys.path[2:2] = ["/rom", "/rom/lib"]
     sys.argv.clear()
 
 
