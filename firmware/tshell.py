@@ -95,6 +95,8 @@ class Shell:
         self.ping_t = {}
         self.led = None
         self.wdt = None
+        self.errors = 0  # turns of the loop lost to MemoryError or OSError
+        self.room = None
         self.tuple_addr = sys.platform != "linux"  # unix port: sockaddr bytes
         pin = self.board.get("led_pin")
         if machine is not None and pin is not None:
@@ -119,7 +121,11 @@ class Shell:
         self.client = None
         gc.collect()
         try:
-            self.client = Client(cfg["server"], cfg["server2"], rand=rand, refresh_s=cfg["refresh_s"])
+            # a small heap (under 96 KB) gets one queue buffer instead of two:
+            # a second destination then waits for the first one's tests
+            small = gc.mem_free() + gc.mem_alloc() < 96 * 1024
+            self.client = Client(cfg["server"], cfg["server2"], rand=rand, refresh_s=cfg["refresh_s"],
+                                 queue_slots=1 if small else 2)
         except ValueError as e:
             self.error = "config.json: %s" % e
             log(self.error)
@@ -208,6 +214,7 @@ class Shell:
         st["heap_used"] = gc.mem_alloc()
         st["board"] = self.board.get("name")
         st["firmware"] = VERSION
+        st["loop_errors"] = self.errors
         return st
 
     def command(self, text, now):
@@ -221,6 +228,9 @@ class Shell:
             emit({"ok": True, "cmd": cmd, "data": data})
         except ValueError as e:
             emit({"ok": False, "cmd": cmd, "error": str(e)})
+        except MemoryError:
+            gc.collect()
+            emit({"ok": False, "cmd": cmd, "error": "out of memory; heap free %d" % gc.mem_free()})
 
     def run(self, cmd, arg, now):
         if cmd == "status":
@@ -379,41 +389,59 @@ class Shell:
         emit({"event": "boot", "firmware": VERSION, "board": self.board.get("name")})
         if self.wifi(now):
             self.start(now)
+        if self.room:
+            del self.room[:]  # the block main.py held: now free for recvfrom
+            gc.collect()
         while True:
+            try:
+                self.turn()
+            except MemoryError as e:
+                gc.collect()  # drop what we were doing; the protocol retries
+                if not self.errors:
+                    log("out of memory (heap free %d); going on" % gc.mem_free())
+                    sys.print_exception(e)
+                self.errors += 1
+            except OSError as e:  # a socket or console error: log, go on
+                log("error: %s" % e)
+                self.errors += 1
+
+    def turn(self):
+        """One turn of the event loop: timers, socket, console, WiFi, LED."""
+        now = time.ticks_ms()
+        if self.wdt is not None:
+            self.wdt.feed()
+        c = self.client
+        wait = 250
+        if c is not None and self.sock is not None:
+            self.send_all()
+            if c.changes != self.seen:
+                self.seen = c.changes
+                st = self.status()
+                emit({"event": "status", "data": st})
+                log("%s%s%s" % (st["state"], (" " + st["address"]) if st["address"] else "",
+                                (": " + st["error"]) if st["error"] else ""))
+            d = time.ticks_diff(c.next_deadline(), now)
+            if d < wait:
+                wait = d if d > 0 else 0
+        for obj, _ev in self._ipoll(wait):
             now = time.ticks_ms()
-            if self.wdt is not None:
-                self.wdt.feed()
-            c = self.client
-            wait = 250
-            if c is not None and self.sock is not None:
+            if obj is self.sock:
+                self.receive(now)
                 self.send_all()
-                if c.changes != self.seen:
-                    self.seen = c.changes
-                    st = self.status()
-                    emit({"event": "status", "data": st})
-                    log("%s%s%s" % (st["state"], (" " + st["address"]) if st["address"] else "",
-                                    (": " + st["error"]) if st["error"] else ""))
-                d = time.ticks_diff(c.next_deadline(), now)
-                if d < wait:
-                    wait = d if d > 0 else 0
-            for obj, _ev in self._ipoll(wait):
-                now = time.ticks_ms()
-                if obj is self.sock:
-                    self.receive(now)
-                    self.send_all()
-                else:
-                    self.console(now)
-            now = time.ticks_ms()
-            self.wifi(now)
-            if c is not None and self.sock is not None:
-                if time.ticks_diff(now, c.next_deadline()) >= 0:
-                    c.on_timer(now)
-                self.pinger(now)
-            self.blink(now)
+            else:
+                self.console(now)
+        now = time.ticks_ms()
+        self.wifi(now)
+        if c is not None and self.sock is not None:
+            if time.ticks_diff(now, c.next_deadline()) >= 0:
+                c.on_timer(now)
+            self.pinger(now)
+        self.blink(now)
 
 
-def main():
+def main(room=None):
     sh = Shell()
+    sh.room = room
     try:
         sh.loop()
     except KeyboardInterrupt:

@@ -72,7 +72,7 @@ def run(args):
     client.set_local(local)
     old = (signal.signal(signal.SIGTERM, _on_signal), signal.signal(signal.SIGINT, _on_signal))
     log("local %s, server %s" % (local, client.server_addr[0]))
-    rxmv = client.rx_mv
+    rxbuf = bytearray(2048)  # recvfrom_into: no allocation per datagram
     seen = -1
     pings_sent = 0
     replies = 0
@@ -117,10 +117,10 @@ def run(args):
                 client.on_timer(now)
                 continue
             try:
-                n, src = sock.recvfrom_into(rxmv)
+                n, src = sock.recvfrom_into(rxbuf)
             except OSError:
                 continue
-            ev = client.on_datagram(client.rx, n, socket.inet_aton(src[0]), src[1], now)
+            ev = client.on_datagram(rxbuf, n, socket.inet_aton(src[0]), src[1], now)
             if ev == EV_ECHO_REPLY:
                 replies += 1
                 seq = client.ev_seq

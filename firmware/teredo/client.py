@@ -62,6 +62,7 @@ PH_REFRESH = const(4)     # qualified; refresh RS outstanding (§5.2.5)
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
+# (rx is the buffer given to on_datagram; it is only read, never written)
 EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 
@@ -128,8 +129,7 @@ class Client:
         self.server_addr = (addr.format_ipv4(self.server4), proto.PORT)
         self.server2_addr = (addr.format_ipv4(self.server2_4), proto.PORT)
 
-        self.rx = bytearray(RX_BYTES)
-        self.rx_mv = memoryview(self.rx)
+        self.rx = b""  # the datagram being handled (the caller's buffer, read only)
         self.arena = bytearray(ARENA_BYTES)
         self.arena_mv = memoryview(self.arena)
         self.arena_used = 0
@@ -403,13 +403,10 @@ class Client:
         if n > RX_BYTES:
             self._drop(wire.TOO_BIG)
             return EV_NONE
-        rx = self.rx
-        if buf is not rx:
-            if len(buf) == n:
-                rx[0:n] = buf
-            else:
-                for i in range(n):
-                    rx[i] = buf[i]
+        # Work on the caller's buffer (a board's recvfrom already made a fresh
+        # one): no receive buffer of our own, and nothing is copied unless a
+        # reply is built from it.
+        self.rx = rx = buf
         hdr = self.hdr
         r = wire.parse_encap(rx, n, hdr)
         if r:
@@ -519,10 +516,23 @@ class Client:
                 # RFC 4443 §4.2, rate limited so the board cannot be used
                 # as a reflector (RFC 4443 §2.4 (f) in spirit)
                 if self._token(0, now, self.cfg["echo_rate"], self.cfg["echo_burst"]):
-                    wire.echo_to_reply(rx, ip)
-                    self._output(rx, self.rx_mv, ip, n - ip, now)
-                    return EV_NONE
-                r = wire.RATE_LIMITED
+                    # the reply is the request copied (one memcpy when the
+                    # datagram is the bare IPv6 packet) and changed in place
+                    k = n - ip
+                    o = self._arena(k)
+                    if o < 0:
+                        r = wire.TX_FULL
+                    else:
+                        a = self.arena
+                        if ip == 0 and len(rx) == n:
+                            a[o:o + k] = rx
+                        else:
+                            a[o:o + k] = memoryview(rx)[ip:n]
+                        wire.echo_to_reply(a, o)
+                        self._output(a, self.arena_mv, o, k, now)
+                        return EV_NONE
+                else:
+                    r = wire.RATE_LIMITED
             elif rx[ip + 40] == proto.ICMP_ECHO_REPLY and (
                     (rx[ip + 44] << 8) | rx[ip + 45]) == self.cfg["ping_ident"]:
                 self.ev_seq = (rx[ip + 46] << 8) | rx[ip + 47]
@@ -743,7 +753,7 @@ class Client:
         # to the IPv6 source of the relayed packet (a relay uses its
         # link-local address there), from our Teredo address
         wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, proto.HOP_LIMIT, self.address,
-                        self.rx_mv[ip + 8:ip + 24])
+                        memoryview(rx)[ip + 8:ip + 24])
         self._tx(self.arena_mv, o, 40, (addr.format_ipv4(self.tmp4), wire.origin_port(rx, og)))
 
     def _trust(self, p, src4, sport, now):

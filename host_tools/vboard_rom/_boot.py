@@ -1,11 +1,14 @@
 # vboard bootstrap, the board's "_boot.py" (ROM).  The vboard runs
-#   micropython -X heapsize=... -i <rom>/_boot.py      (cwd = flash dir)
+#  micropython -X heapsize=... -i <rom>/_boot.py      (cwd = flash dir)
 # It mounts the flash directory at "/" through _VbFS, which also serves the
 # ROM directory of shims (read-only, not listed) at "/.rom"; sys.path = ['',
-# '/.rom', '.frozen', '/lib'].  With a ROMFS image (VBOARD_ROMFS = address:size
-# of the image mapped outside the heap by host_tools/vboard_romfs.py) it
-# mounts it at "/rom" and puts '/rom' and '/rom/lib' on sys.path, as a
-# MicroPython >= 1.25 board with a ROMFS partition does.  It then tells the vboard it is ready (Ctrl-C now
+# '/.rom', '.frozen', '/lib'].  With a ROMFS image (VBOARD_ROMFS =
+# address:size of the image mapped outside the heap by
+# host_tools/vboard_romfs.py) it mounts it at "/rom" and puts '/rom' and
+# '/rom/lib' on sys.path, as a MicroPython >= 1.25 board with a ROMFS
+# partition does.  With VBOARD_SHIMS (the shims compiled into a ROMFS image by
+# the vboard) those are mounted at "/.rom" instead, so they run in place like
+# a board's C modules.  It then tells the vboard it is ready (Ctrl-C now
 # raises KeyboardInterrupt), runs boot.py and -- unless the board is coming
 # back into the raw REPL -- main.py, in the __main__ globals like a board's
 # pyexec does; "-i" then gives the REPL.  The escape sequences written to
@@ -82,18 +85,28 @@ class _VbFS:
         v.rename(q, self._w(b)[1])
 
 
+def _vb_rom(var):
+    # a ROMFS image the launcher mapped outside the heap, or None
+    r = os.getenv(var)
+    if not r:
+        return None
+    import uctypes
+    import vfs
+    a, n = r.split(":")
+    return vfs.VfsRom(uctypes.bytearray_at(int(a), int(n)))
+
+
 def _vb_setup():
     g = os.getenv
     os.umount("/")
-    os.mount(_VbFS(os.VfsPosix(g("VBOARD_FLASH")), os.VfsPosix(g("VBOARD_ROM"))), "/")
+    shims = _vb_rom("VBOARD_SHIMS") or os.VfsPosix(g("VBOARD_ROM"))
+    os.mount(_VbFS(os.VfsPosix(g("VBOARD_FLASH")), shims), "/")
     os.chdir("/")
     sys.path.clear()
     sys.path.extend(("", "/.rom", ".frozen", "/lib"))
-    r = g("VBOARD_ROMFS")
-    if r:
-        import uctypes
-        a, n = r.split(":")
-        os.mount(os.VfsRom(uctypes.bytearray_at(int(a), int(n))), "/rom")
+    romfs = _vb_rom("VBOARD_ROMFS")
+    if romfs is not None:
+        os.mount(romfs, "/rom")
         sys.path[2:2] = ["/rom", "/rom/lib"]
     sys.argv.clear()
 
@@ -132,6 +145,6 @@ try:
     if _vb_run("boot.py") and os.getenv("VBOARD_MODE") != "raw":
         _vb_run("main.py")
 finally:
-    for _n in ("_VbFS", "_vb_setup", "_vb_run", "_n"):
+    for _n in ("_VbFS", "_vb_rom", "_vb_setup", "_vb_run", "_n"):
         globals().pop(_n, None)
     sys.stdout.write("\x1b]vboard;repl\x07")

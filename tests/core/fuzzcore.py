@@ -249,6 +249,7 @@ class Fuzzer:
         self.me = bytearray(16)
         self.net = net
         self.c = net.c
+        self.buf = bytearray(RX_BYTES)  # the datagram under test, mutated in place
         net.now = _TICKS - 100000  # the clock wraps early in the run
         net.start()
         self.requalify()
@@ -556,7 +557,7 @@ class Fuzzer:
         return 0
 
     def client_case(self):
-        """Feed the mutated datagram in the client's receive buffer to
+        """Feed the mutated datagram (self.buf) to
         on_datagram and account for it.  The invariant, from client.py:
         a datagram the parser rejects (or one over RX_BYTES) moves exactly
         one drop counter, by one, and nothing else; one it accepts moves rx
@@ -565,7 +566,7 @@ class Fuzzer:
         moves no counter has an effect: an event, a datagram sent, a peer
         entry, state, or the server's last-interaction time."""
         c = self.c
-        buf = c.rx
+        buf = self.buf
         n = self.n
         si = self.si
         if n > RX_BYTES:
@@ -638,7 +639,7 @@ class Fuzzer:
                 self.service()
                 if ticks_diff(ticks_ms(), t0) > budget_ms:
                     break
-            self.mutate(self.c.rx, RX_BYTES, True)
+            self.mutate(self.buf, RX_BYTES, True)
             try:
                 e = self.client_case()
             except Exception as x:  # anything escaping the core is the finding
@@ -655,7 +656,7 @@ class Fuzzer:
     def run_parsers(self, cases):
         """cases mutated datagrams through the parsers only, allocation free
         (callers may hold the heap lock).  Returns the cases run."""
-        buf = self.c.rx  # only read by the parsers
+        buf = self.buf  # only read by the parsers
         cap = len(buf)
         self.oversize = False
         i = 0
@@ -678,7 +679,7 @@ class Fuzzer:
         have changed it in place)."""
         if not self.err:
             return ""
-        b = self.c.rx
+        b = self.buf
         self.r.s = self.rstate
         self.mutate(b, len(b), self.oversize)
         n = min(self.n, len(b))

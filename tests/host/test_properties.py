@@ -325,9 +325,8 @@ def test_client_accounts_for_every_datagram(batch, oversize):
     counted in rx and then an event, a reply, a peer, a state change, or
     at most three drop counters (see fuzzcore.Fuzzer.client_case)."""
     f = fuzzer()
-    c = f.c
     for d, si in batch:
-        c.rx[0:len(d)] = d
+        f.buf[0:len(d)] = d
         f.n = len(d) if not oversize else RX_BYTES + 1 + len(d)
         f.si = si
         e = f.client_case()

@@ -13,21 +13,32 @@ import serial
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MPY = os.path.join(ROOT, "build", "mpy-x64")
 MARK = b"##teredo "
-# The firmware needs about 84 KB live on the x64 unix port (64-bit objects
-# and 15 KB of vboard shims); see README's memory figures.
+# Loaded from .mpy files on the flash, the firmware's code lives in the heap:
+# about 70 KB live on the x64 unix port (64-bit objects, ~1.6x an ESP32's).
+# From a ROMFS image (code runs in place, as from a board's flash) it needs
+# about 52 KB and runs in 72K (64K boots and qualifies, but recvfrom's
+# per-datagram allocation then finds no room often enough); see README.
 BOARD_HEAP = "128K"
+ROMFS_HEAP = "72K"
+ROMFS_IMAGE = os.path.join(ROOT, "build", "firmware.romfs")
 
 
-def install_firmware(flash, config=None):
+def install_firmware(flash, config=None, romfs=False):
     """Put the compiled firmware (make mpy) on a flash folder, like teredoctl
-    flash does for a board, and optionally a config.json."""
-    if not os.path.isdir(os.path.join(MPY, "teredo")):
+    flash does for a board, and optionally a config.json.  With romfs the
+    modules come from the ROMFS image (make romfs) instead: only main.py and
+    boot.py go on the flash."""
+    if romfs:
+        subprocess.run(["make", "-s", "romfs"], cwd=ROOT, check=True, timeout=120)
+    elif not os.path.isdir(os.path.join(MPY, "teredo")):
         subprocess.run(["make", "-s", "mpy"], cwd=ROOT, check=True, timeout=120)
-    os.makedirs(os.path.join(flash, "teredo"), exist_ok=True)
-    for f in os.listdir(os.path.join(MPY, "teredo")):
-        shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(flash, "teredo", f))
-    for f in ("tshell.mpy", "tconfig.mpy"):
-        shutil.copy(os.path.join(MPY, f), flash)
+    os.makedirs(flash, exist_ok=True)
+    if not romfs:
+        os.makedirs(os.path.join(flash, "teredo"), exist_ok=True)
+        for f in os.listdir(os.path.join(MPY, "teredo")):
+            shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(flash, "teredo", f))
+        for f in ("tshell.mpy", "tconfig.mpy"):
+            shutil.copy(os.path.join(MPY, f), flash)
     for f in ("main.py", "boot.py"):
         shutil.copy(os.path.join(ROOT, "firmware", f), flash)
     if config is not None:
@@ -38,14 +49,17 @@ def install_firmware(flash, config=None):
 class Board:
     """A vboard running in a lab namespace, and its console."""
 
-    def __init__(self, lab, ns, flash, heap=BOARD_HEAP, log="vboard.log"):
+    def __init__(self, lab, ns, flash, heap=BOARD_HEAP, log="vboard.log", romfs=None):
         self.lab = lab
         self.flash = flash
         self.ctl = flash.rstrip("/") + ".ctl"
         self.link = os.path.join(lab.workdir, "board-tty")
         self.log = log
-        self.proc = lab.popen(ns, [sys.executable, "-m", "host_tools.vboard", "--dir", flash,
-                                   "--link", self.link, "--heap", heap], log=log, cwd=ROOT)
+        argv = [sys.executable, "-m", "host_tools.vboard", "--dir", flash,
+                "--link", self.link, "--heap", heap]
+        if romfs:
+            argv += ["--romfs", romfs]
+        self.proc = lab.popen(ns, argv, log=log, cwd=ROOT)
         end = time.monotonic() + 10
         while not os.path.exists(self.link):
             if time.monotonic() > end or self.proc.poll() is not None:
