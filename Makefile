@@ -93,6 +93,11 @@ test: venv
 demo: venv lab-deps mpy
 	$(PY) -m host_tools.demo
 
+# Speed, memory and size figures (bench/README.md), written to
+# bench/results.json and bench/results.md; the lab part needs root.
+bench: venv mpy lab-deps
+	$(PY) bench/run.py
+
 # A longer hostile-input run (tests/core/fuzzcore.py) on both interpreters,
 # each stopped after FUZZ_SECONDS; FUZZ_SEED picks another sequence.
 FUZZ_CASES ?= 10000000

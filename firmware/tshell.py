@@ -42,6 +42,8 @@ COMMANDS = ("status", "peers", "config", "config set {JSON}", "ping ADDR [COUNT]
 WIFI_RETRY_MIN_MS = 2000
 WIFI_RETRY_MAX_MS = 60000
 WDT_IDLE_MS = 3600000          # watchdog while at the REPL after Ctrl-C
+RX_MAX = 1400                  # largest datagram read: 1280 (RFC 4380 §5.1.2) + headers
+RX_BURST = 16                  # datagrams handled per wake-up
 
 
 def emit(obj):
@@ -96,6 +98,7 @@ class Shell:
         self.led = None
         self.wdt = None
         self.errors = 0  # turns of the loop lost to MemoryError or OSError
+        self.src4 = bytearray(4)
         self.room = None
         self.tuple_addr = sys.platform != "linux"  # unix port: sockaddr bytes
         pin = self.board.get("led_pin")
@@ -331,16 +334,27 @@ class Shell:
             n = c.pop_tx()
 
     def receive(self, now):
+        """Up to RX_BURST datagrams per wake-up: the loop's housekeeping is
+        then paid once per burst, not once per packet."""
+        for _ in range(RX_BURST):
+            try:
+                data, src = self.sock.recvfrom(RX_MAX)
+            except OSError:
+                return  # EAGAIN: all read
+            self.datagram(data, src, now)
+            self.send_all()
+
+    def datagram(self, data, src, now):
         c = self.client
-        try:
-            data, src = self.sock.recvfrom(1536)
-        except OSError:
-            return
+        ip4 = self.src4
         if self.tuple_addr:  # ESP32: ("1.2.3.4", port)
             ip4 = addr.parse_ipv4(src[0])
             port = src[1]
-        else:  # unix port: struct sockaddr_in
-            ip4 = src[4:8]
+        else:  # unix port: struct sockaddr_in, copied without a slice
+            ip4[0] = src[4]
+            ip4[1] = src[5]
+            ip4[2] = src[6]
+            ip4[3] = src[7]
             port = (src[2] << 8) | src[3]
         ev = c.on_datagram(data, len(data), ip4, port, now)
         if ev == EV_ECHO_REPLY and self.ping_dst is not None:
@@ -401,6 +415,7 @@ class Shell:
                     log("out of memory (heap free %d); going on" % gc.mem_free())
                     sys.print_exception(e)
                 self.errors += 1
+                time.sleep_ms(5)  # no busy spin while the heap is short
             except OSError as e:  # a socket or console error: log, go on
                 log("error: %s" % e)
                 self.errors += 1
@@ -427,7 +442,6 @@ class Shell:
             now = time.ticks_ms()
             if obj is self.sock:
                 self.receive(now)
-                self.send_all()
             else:
                 self.console(now)
         now = time.ticks_ms()

@@ -65,6 +65,8 @@ def add_client(p):
     p.add_argument("--refresh", type=int, default=30, help="refresh interval in seconds (default 30)")
     p.add_argument("--ping", metavar="ADDR", help="once qualified, ping this IPv6 address")
     p.add_argument("--count", type=int, default=4, help="pings to send with --ping (default 4)")
+    p.add_argument("--echo-rate", type=int, default=200,
+                   help="echo replies per second, 0 for no limit (default 200)")
     p.add_argument("--exit-after-ping", action="store_true",
                    help="exit when the pings are done (status 0 if any reply came back)")
 
@@ -88,11 +90,14 @@ def register(name, handler, adder, help_text):
     COMMANDS[name] = (handler, adder, help_text)
 
 
-def build_parser():
-    try:
-        from host_tools import boardcmds  # noqa: F401  (registers board commands)
-    except ImportError:
-        pass
+def build_parser(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # the board commands (pyserial, mpremote plumbing) load only when asked for
+    if not argv or argv[0] not in ("decode", "client"):
+        try:
+            from host_tools import boardcmds  # noqa: F401  (registers board commands)
+        except ImportError:
+            pass
     p = argparse.ArgumentParser(prog="teredoctl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in sorted(COMMANDS):
@@ -104,7 +109,7 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -59,7 +59,10 @@ def emit(obj):
 
 def run(args):
     rng = random.SystemRandom()
-    client = Client(args.server, args.server2, rand=rng.getrandbits, refresh_s=args.refresh)
+    if args.echo_rate < 0:
+        raise ValueError("--echo-rate must be 0 (no limit) or more")
+    client = Client(args.server, args.server2, rand=rng.getrandbits, refresh_s=args.refresh,
+                    echo_rate=args.echo_rate)
     ping_dst = addr.parse_ipv6(args.ping) if args.ping else None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

@@ -31,7 +31,7 @@ DEFAULTS = (
     ("qual_timeout_ms", proto.QUAL_TIMEOUT_MS),  # T of §5.2.1
     ("qual_tries", proto.QUAL_TRIES),    # N of §5.2.1
     ("cone_probe", True),                # probe for a cone NAT first (§5.2.1)
-    ("cone_grace_ms", 20),               # wait for the cone RA after the first RA
+    ("cone_grace_ms", 5),                # wait for the cone RA after the first RA (sent together)
     ("backoff_min_ms", 8000),            # offline: first retry of qualification
     ("backoff_max_ms", 128000),          # offline: longest wait between retries
     ("symmetric_retry_ms", 120000),      # symmetric NAT: slow retry
@@ -130,6 +130,7 @@ class Client:
         self.server2_addr = (addr.format_ipv4(self.server2_4), proto.PORT)
 
         self.rx = b""  # the datagram being handled (the caller's buffer, read only)
+        self.rx_peer = -1  # its trusted peer entry, while it is being handled
         self.arena = bytearray(ARENA_BYTES)
         self.arena_mv = memoryview(self.arena)
         self.arena_used = 0
@@ -460,7 +461,10 @@ class Client:
                 v[b + F_LAST_USE] = now
                 if nh == proto.NH_NONE:
                     return EV_NONE
-                return self._deliver(ip, n, now)
+                self.rx_peer = p  # a reply goes back to it: no second lookup
+                r = self._deliver(ip, n, now)
+                self.rx_peer = -1
+                return r
             if (not v[b + F_TRUSTED] and not v[b + F_TEREDO] and v[b + F_PROBES] > 0
                     and nh == proto.NH_ICMPV6
                     and n - ip == 40 + 8 + 8 and rx[ip + 40] == proto.ICMP_ECHO_REPLY
@@ -529,7 +533,7 @@ class Client:
                         else:
                             a[o:o + k] = memoryview(rx)[ip:n]
                         wire.echo_to_reply(a, o)
-                        self._output(a, self.arena_mv, o, k, now)
+                        self._output(a, self.arena_mv, o, k, now, self.rx_peer)
                         return EV_NONE
                 else:
                     r = wire.RATE_LIMITED
@@ -644,14 +648,15 @@ class Client:
 
     # ---- transmit -------------------------------------------------------------
 
-    def _output(self, buf, mv, ip, n, now):
+    def _output(self, buf, mv, ip, n, now, p=-1):
         """§5.2.4: send the IPv6 packet buf[ip:ip+n] to its destination."""
         if n > self.mtu:
             return self._drop(wire.TOO_BIG)
         dst = ip + 24
         peers = self.peers
         v = peers.v
-        p = peers.find(buf, dst)
+        if p < 0:
+            p = peers.find(buf, dst)
         b = p * NF
         if p >= 0 and v[b + F_TRUSTED] and _diff(now, v[b + F_LAST_RX]) < proto.PEER_VALID_MS:
             # case 1

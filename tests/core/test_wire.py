@@ -165,3 +165,20 @@ def test_checksum_fast_path_equals_plain():
     for start, end in ((0, 0), (0, 1), (1, 2), (3, 1300), (0, 1301), (5, 6)):
         assert wire.csum_fold(wire.csum_add(b, start, end, 17)) == \
             wire.csum_fold(wire.csum_add_plain(b, start, end, 17))
+
+
+def test_fast_eq_and_swap16_equal_plain():
+    # the viper (MicroPython) twins must agree with the plain byte loops
+    b = bytearray(64)
+    for i in range(64):
+        b[i] = (i * 37) & 0xFF
+    c = bytearray(b)
+    assert wire.eq(b, 3, c, 3, 16) and wire.eq_plain(b, 3, c, 3, 16)
+    c[10] ^= 1
+    assert not wire.eq(b, 3, c, 3, 16) and not wire.eq_plain(b, 3, c, 3, 16)
+    assert wire.eq(bytes(b), 0, b, 0, 8)  # bytes and bytearray alike
+    x = bytearray(b)
+    y = bytearray(b)
+    wire.swap16(x, 8, 24)
+    wire.swap16_plain(y, 8, 24)
+    assert x == y and x[8:24] == b[24:40] and x[24:40] == b[8:24]

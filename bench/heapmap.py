@@ -1,0 +1,49 @@
+# Where the firmware's heap goes, on the MicroPython unix port: heap bytes in
+# use (after gc.collect()) added by each import and object, in boot order.
+#
+#   VBOARD_CTL=DIR micropython -X heapsize=256K bench/heapmap.py MPY_DIR ROM_DIR
+#
+# MPY_DIR is build/mpy-x64 (the .mpy files a board loads), ROM_DIR the
+# virtual board's machine/network shims (absent on a real board: C modules).
+# Prints one JSON line of [what, bytes] pairs.
+import gc
+import json
+import sys
+
+sys.path.insert(0, sys.argv[2])
+sys.path.insert(0, sys.argv[1])
+rows = []
+gc.collect()
+base = gc.mem_alloc()
+
+
+def step(name):
+    global base
+    gc.collect()
+    a = gc.mem_alloc()
+    rows.append([name, a - base])
+    base = a
+
+
+import machine  # noqa: E402,F401
+import network  # noqa: E402,F401
+
+step("vboard shims (machine, network)")
+from teredo import addr, peers, proto, wire  # noqa: E402,F401
+
+step("core code: addr, proto, wire, peers")
+from teredo import client  # noqa: E402
+
+step("core code: client")
+import tconfig  # noqa: E402,F401
+
+step("shell code: tconfig")
+import tshell  # noqa: E402
+
+step("shell code: tshell")
+c = client.Client("198.51.100.10", rand=lambda bits: 1)
+step("Client() state and buffers")
+sh = tshell.Shell()
+step("Shell() state (poll, line buffer, WDT)")
+rows.append(["total", gc.mem_alloc()])
+print(json.dumps(rows))

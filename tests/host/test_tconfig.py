@@ -1,0 +1,69 @@
+"""The board's config file (firmware/tconfig.py): validation, atomic save,
+and what load() makes of a save cut short by a reset at each step."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "firmware"))
+import tconfig  # noqa: E402
+
+GOOD = {"server": "198.51.100.10"}
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_save_then_load_and_masking():
+    cfg = tconfig.save({"server": "198.51.100.10", "wifi_ssid": "home", "wifi_password": "pw"})
+    assert cfg["refresh_s"] == 30 and cfg["server2"] is None
+    got, err = tconfig.load()
+    assert err is None and got == cfg
+    assert tconfig.masked(got)["wifi_password"] == "********"
+    assert not os.path.exists(tconfig.NEW)
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({}, "no Teredo server"),
+    ({"server": "10.0.0.1"}, "not a global"),
+    ({"server": "198.51.100.10", "refresh_s": 5}, "refresh_s"),
+    ({"server": "198.51.100.10", "client_port": 70000}, "client_port"),
+    ({"server": "198.51.100.10", "colour": "red"}, "unknown config key"),
+    ({"server": "198.51.100.10", "wifi_ssid": ""}, "wifi_ssid"),
+])
+def test_validation_says_what_to_fix(bad, words):
+    with pytest.raises(ValueError) as e:
+        tconfig.save(bad)
+    assert words in str(e.value)
+    assert not os.path.exists(tconfig.PATH)
+
+
+def test_reset_while_writing_new_file_keeps_old_config():
+    tconfig.save(GOOD)
+    with open(tconfig.NEW, "w") as f:
+        f.write('{"server": "203.0.1')  # the reset hit mid-write
+    got, err = tconfig.load()
+    assert err is None and got["server"] == "198.51.100.10"
+    assert not os.path.exists(tconfig.NEW)
+
+
+def test_reset_between_remove_and_rename_uses_complete_new_file():
+    tconfig.save(GOOD)
+    with open(tconfig.NEW, "w") as f:
+        json.dump(tconfig.validate({"server": "203.0.113.5"}), f)
+    os.remove(tconfig.PATH)  # the reset hit after the remove
+    got, err = tconfig.load()
+    assert err is None and got["server"] == "203.0.113.5"
+    assert os.path.exists(tconfig.PATH) and not os.path.exists(tconfig.NEW)
+
+
+def test_corrupt_or_missing_config_gives_a_sentence():
+    got, err = tconfig.load()
+    assert got is None and "teredoctl config" in err
+    with open(tconfig.PATH, "w") as f:
+        f.write("{not json")
+    got, err = tconfig.load()
+    assert got is None and "config.json is invalid" in err
