@@ -605,3 +605,33 @@ def test_vboard_command(tmp_path):
             p.wait(5)
     assert not os.path.lexists(link)
     assert wait_for(lambda: board_processes(str(flash)) == [], 3)
+
+
+def test_cable_pulled_during_status_watch(tmp_path, capsys):
+    """The serial link goes away under `status --watch`: one line saying
+    so, exit 1, no traceback (the port is closed by the transport)."""
+    flash, link = tmp_path / "flash", tmp_path / "tty"
+    vb = subprocess.Popen([sys.executable, "-m", "host_tools.vboard", "--dir", flash, "--link", link,
+                           "--heap", HEAP], cwd=str(ROOT), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: os.path.islink(link), 10)
+        rc, out, err = teredoctl(capsys, "flash", "--port", link)
+        assert rc == 0, out + err
+        watch = subprocess.Popen(TEREDOCTL + ["status", "--port", str(link), "--watch", "1"], cwd=str(ROOT),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(3)
+            assert watch.poll() is None  # watching
+            vb.send_signal(signal.SIGTERM)  # the cable is pulled
+            out, err = watch.communicate(timeout=30)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait(5)
+        assert "state" in out  # it had shown the status before
+        assert_one_line_error(watch.returncode, err)
+    finally:
+        if vb.poll() is None:
+            vb.send_signal(signal.SIGTERM)
+            vb.wait(10)
