@@ -17,7 +17,6 @@ import socket
 import sys
 import time
 
-import tconfig
 from teredo import VERSION, addr
 from teredo.client import EV_ECHO_REPLY, QUALIFIED, QUALIFYING, Client
 from teredo.peers import F_LAST_RX, F_TRUSTED, F_USED, NF
@@ -44,6 +43,18 @@ WIFI_RETRY_MAX_MS = 60000
 WDT_IDLE_MS = 3600000          # watchdog while at the REPL after Ctrl-C
 RX_MAX = 1400                  # largest datagram read: 1280 (RFC 4380 §5.1.2) + headers
 RX_BURST = 16                  # datagrams handled per wake-up
+
+
+def _tconfig():
+    """tconfig is needed at boot and on a config command only: imported then
+    and dropped after (its code is about 4 KB of heap while loaded)."""
+    import tconfig
+    return tconfig
+
+
+def _drop_tconfig():
+    sys.modules.pop("tconfig", None)
+    gc.collect()
 
 
 def emit(obj):
@@ -111,7 +122,8 @@ class Shell:
     # ---- configuration and client life cycle ------------------------------
 
     def load(self):
-        cfg, err = tconfig.load()
+        cfg, err = _tconfig().load()
+        _drop_tconfig()
         self.cfg = cfg
         self.error = err
         if err:
@@ -243,7 +255,10 @@ class Shell:
         if cmd == "config":
             if self.cfg is None:
                 raise ValueError(self.error or "no config")
-            return tconfig.masked(self.cfg)
+            try:
+                return _tconfig().masked(self.cfg)
+            finally:
+                _drop_tconfig()
         if cmd == "config set":
             try:
                 new = json.loads(arg)
@@ -251,13 +266,19 @@ class Shell:
                 raise ValueError("config set takes one JSON object")
             if isinstance(new, dict) and new.get("wifi_password") == "********" and self.cfg:
                 new["wifi_password"] = self.cfg.get("wifi_password")  # the masked one: keep it
-            cfg = tconfig.save(new)
+            try:
+                cfg = _tconfig().save(new)
+            finally:
+                _drop_tconfig()
             self.stop_client()
             self.load()
             self.wifi_up = False
             if self.wifi(now):
                 self.start(now)
-            return tconfig.masked(cfg)
+            try:
+                return _tconfig().masked(cfg)
+            finally:
+                _drop_tconfig()
         if cmd == "restart":
             self.load()
             self.wifi_up = False

@@ -16,10 +16,9 @@ MARK = b"##teredo "
 # Loaded from .mpy files on the flash, the firmware's code lives in the heap:
 # about 70 KB live on the x64 unix port (64-bit objects, ~1.6x an ESP32's).
 # From a ROMFS image (code runs in place, as from a board's flash) it needs
-# about 52 KB and runs in 72K (64K boots and qualifies, but recvfrom's
-# per-datagram allocation then finds no room often enough); see README.
+# about 50 KB and runs in 64K; see README.
 BOARD_HEAP = "128K"
-ROMFS_HEAP = "72K"
+ROMFS_HEAP = "64K"
 ROMFS_IMAGE = os.path.join(ROOT, "build", "firmware.romfs")
 
 
