@@ -27,21 +27,7 @@ sys.path.insert(0, sys.argv[2])
 sys.path.insert(0, sys.argv[1])
 
 from teredo import proto, wire  # noqa: E402
-from harness import RELAY, V6HOST, Net, ip4, ip6  # noqa: E402
-
-try:
-    import micropython
-    heap_lock = micropython.heap_lock
-    heap_unlock = micropython.heap_unlock
-    ON_MP = True
-except (ImportError, AttributeError):
-    ON_MP = False
-
-    def heap_lock():
-        pass
-
-    def heap_unlock():
-        return 0
+from harness import ON_MP, RELAY, V6HOST, heap_lock, heap_unlock, ip4, ip6, with_relay  # noqa: E402
 
 try:
     from time import ticks_diff, ticks_us
@@ -62,14 +48,7 @@ except ImportError:
 
 
 def ready():
-    n = Net("restricted", echo_rate=0)
-    n.start()
-    n.run(2000)
-    n.c.ping(ip6(V6HOST), 1, n.now)  # makes the relay a trusted peer
-    n.flush()
-    if n.c.status()["relay"] != RELAY + ":3544":
-        raise RuntimeError("relay not trusted: %r" % (n.c.status(),))
-    return n
+    return with_relay("restricted", echo_rate=0)  # echo replies unlimited
 
 
 def request(c, ip_len):

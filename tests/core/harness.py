@@ -174,3 +174,38 @@ class Net:
 
     def sent(self, kind):
         return [e for e in self.log if e[0] == kind]
+
+
+def qualified(nat="restricted", **opts):
+    """A Net whose client has qualified (2 s of fake time)."""
+    n = Net(nat, **opts)
+    n.start()
+    n.run(2000)
+    assert n.c.status()["state"] == "qualified", n.c.status()
+    return n
+
+
+def with_relay(nat="restricted", **opts):
+    """A qualified client whose relay is trusted (its ping test is done)."""
+    n = qualified(nat, **opts)
+    n.c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    assert n.c.status()["relay"] == RELAY + ":3544"
+    return n
+
+
+# micropython.heap_lock() where there is one; no-ops on CPython, where the
+# tests that use it still check their results.
+try:
+    import micropython
+    heap_lock = micropython.heap_lock
+    heap_unlock = micropython.heap_unlock
+    ON_MP = True
+except (ImportError, AttributeError):
+    ON_MP = False
+
+    def heap_lock():
+        pass
+
+    def heap_unlock():
+        return 0

@@ -2,32 +2,7 @@
 # heap allocation raises MemoryError.  On CPython the lock is a no-op shim and
 # these tests still check that the replies are right.
 from teredo import proto, wire
-from harness import RELAY, V6HOST, Net, ip4, ip6
-
-try:
-    import micropython
-    heap_lock = micropython.heap_lock
-    heap_unlock = micropython.heap_unlock
-    ON_MP = True
-except (ImportError, AttributeError):
-    ON_MP = False
-
-    def heap_lock():
-        pass
-
-    def heap_unlock():
-        return 0
-
-
-def _ready():
-    n = Net("restricted")
-    n.start()
-    n.run(2000)
-    n.c.ping(ip6(V6HOST), 1, n.now)  # makes the relay a trusted peer
-    n.flush()
-    assert n.c.status()["relay"] == RELAY + ":3544"
-    return n
-
+from harness import RELAY, V6HOST, ip4, ip6, heap_lock, heap_unlock, with_relay
 
 def _request(n, size):
     b = bytearray(48 + size)
@@ -56,7 +31,7 @@ def _send(c, dst, payload, now, out):
 
 
 def test_echo_reply_path_allocates_nothing():
-    n = _ready()
+    n = with_relay()
     c = n.c
     src4 = ip4(RELAY)
     for ip_len in (64, 1280):
@@ -80,7 +55,7 @@ def test_echo_reply_path_allocates_nothing():
 
 
 def test_udp_send_path_allocates_nothing():
-    n = _ready()
+    n = with_relay()
     c = n.c
     dst = ip6(V6HOST)
     for ip_len in (64, 1280):

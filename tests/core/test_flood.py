@@ -10,7 +10,7 @@ import gc
 
 from teredo import proto, wire
 from teredo.client import ARENA_BYTES, TX_SLOTS
-from harness import SERVER, Net, ip4, ip6
+from harness import SERVER, ip4, ip6, qualified
 
 try:
     import micropython  # noqa: F401
@@ -23,11 +23,8 @@ STEP_MS = 1          # ten thousand datagrams in ten simulated seconds
 HEAP_SLACK = 1024
 
 
-def qualified(**opts):
-    n = Net("cone", **opts)
-    n.start()
-    n.run(2000)
-    assert n.c.status()["state"] == "qualified", n.c.status()
+def cone_qualified(**opts):
+    n = qualified("cone", **opts)
     n.c.pop_tx()
     return n
 
@@ -96,7 +93,7 @@ def _teredo_flood(n, pkt, nbytes, reply):
 
 
 def test_bubble_flood_from_spoofed_teredo_sources():
-    n = qualified()
+    n = cone_qualified()
     c = n.c
     pkt = bytearray(40)
     wire.build_bubble(pkt, 0, ip6("2001:0:c633:640a::"), c.address)
@@ -113,7 +110,7 @@ def test_bubble_flood_from_spoofed_teredo_sources():
 
 
 def test_echo_flood_from_spoofed_teredo_sources_rate_limited():
-    n = qualified()
+    n = cone_qualified()
     c = n.c
     pkt = bytearray(56)
     wire.build_echo(pkt, 0, proto.ICMP_ECHO_REQUEST, ip6("2001:0:c633:640a::"), c.address, 1, 1,
@@ -133,7 +130,7 @@ def test_echo_flood_from_spoofed_teredo_sources_rate_limited():
 
 
 def test_echo_flood_from_spoofed_native_sources_never_reflects():
-    n = qualified()
+    n = cone_qualified()
     c = n.c
     pkt = bytearray(56)
     wire.build_echo(pkt, 0, proto.ICMP_ECHO_REQUEST, ip6("2001:db8::"), c.address, 1, 1, b"floodfld", 8)
@@ -167,7 +164,7 @@ def test_echo_flood_from_spoofed_native_sources_never_reflects():
 
 
 def test_origin_flood_through_the_server_rate_limited():
-    n = qualified()
+    n = cone_qualified()
     c = n.c
     pkt = bytearray(48)
     wire.build_origin(pkt, 0, proto.PORT, ip4("198.18.0.0"))

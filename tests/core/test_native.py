@@ -3,15 +3,7 @@
 #
 from teredo import addr, proto
 from teredo.client import EV_ECHO_REPLY
-from harness import RELAY, SERVER, V6HOST, Net, ip6
-
-
-def qualified(nat="restricted", **opts):
-    n = Net(nat, **opts)
-    n.start()
-    n.run(2000)
-    assert n.c.status()["state"] == "qualified", n.c.status()
-    return n
+from harness import RELAY, SERVER, V6HOST, ip6, qualified
 
 
 def test_ping_native_host_connectivity_test_then_relay():

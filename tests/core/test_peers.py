@@ -3,15 +3,7 @@
 #
 from teredo import addr, proto, wire
 from teredo.client import EV_UDP, Client
-from harness import LOCAL, RELAY, SERVER, SERVER2, V6HOST, Net, Rand, ip4, ip6
-
-
-def qualified(nat="restricted", **opts):
-    n = Net(nat, **opts)
-    n.start()
-    n.run(2000)
-    assert n.c.status()["state"] == "qualified", n.c.status()
-    return n
+from harness import LOCAL, RELAY, SERVER, SERVER2, V6HOST, Net, Rand, ip4, ip6, qualified
 
 
 def _teredo_peer(port=40001, wan="198.51.100.77", cone=False):

@@ -2,15 +2,7 @@
 # fake clock: every timer, retry and rate limit.  Runs on CPython and on the
 # MicroPython unix port from this same file.
 from teredo import addr, proto
-from harness import NAT_WAN, SERVER, SERVER2, Net, ip4
-
-
-def qualified(nat="restricted", **opts):
-    n = Net(nat, **opts)
-    n.start()
-    n.run(2000)
-    assert n.c.status()["state"] == "qualified", n.c.status()
-    return n
+from harness import NAT_WAN, SERVER, SERVER2, Net, ip4, qualified
 
 
 def rs_sent(n):

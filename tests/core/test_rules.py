@@ -5,7 +5,7 @@
 # Against harness.Net with a fake clock, on CPython and MicroPython alike.
 from teredo import addr, proto, wire
 from teredo.peers import F_TRUSTED, NF
-from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6
+from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified
 
 PEER4 = "198.51.100.77"
 ATTACKER = "203.0.113.66"
@@ -13,14 +13,6 @@ ATTACKER = "203.0.113.66"
 NON_GLOBAL = ("0.1.2.3", "127.0.0.1", "10.1.1.1", "172.16.5.5", "172.31.0.1", "192.168.0.1",
               "169.254.1.1", "192.88.99.1", "224.0.0.1", "239.255.255.250", "255.255.255.255",
               "100.64.0.1", "240.0.0.1")
-
-
-def qualified(nat="restricted", **opts):
-    n = Net(nat, **opts)
-    n.start()
-    n.run(2000)
-    assert n.c.status()["state"] == "qualified", n.c.status()
-    return n
 
 
 def sent(c):
