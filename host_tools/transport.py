@@ -166,14 +166,21 @@ class Console:
         except (serial.SerialException, OSError) as e:
             raise BoardError("cannot write to %s (%s): check the board and try again" % (self.port, e))
 
+    def _pop_line(self):
+        """A complete line from what has been read (bytes, without CR/LF), or None."""
+        i = self.buf.find(b"\n")
+        if i < 0:
+            return None
+        line = bytes(self.buf[:i]).rstrip(b"\r")
+        del self.buf[:i + 1]
+        return line
+
     def readline(self, timeout):
         """One line (bytes, without CR/LF), or None when timeout seconds pass."""
         end = time.monotonic() + timeout
         while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self.buf[:i]).rstrip(b"\r")
-                del self.buf[:i + 1]
+            line = self._pop_line()
+            if line is not None:
                 return line
             if time.monotonic() >= end:
                 return None
@@ -281,10 +288,8 @@ class Console:
         prompt comes back first (no main.py, or it stopped) or on timeout."""
         end = time.monotonic() + timeout
         while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self.buf[:i]).rstrip(b"\r")
-                del self.buf[:i + 1]
+            line = self._pop_line()
+            if line is not None:
                 kind, obj = classify(line)
                 if kind == "event" and obj["event"] == "boot":
                     return obj
