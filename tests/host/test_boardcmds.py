@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from vbutil import board_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -70,16 +71,6 @@ def assert_one_line_error(rc, err, *words):
     return lines[-1]
 
 
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
 def sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -92,20 +83,6 @@ def flash_hashes(flash):
             p = os.path.join(d, f)
             out[os.path.relpath(p, flash)] = sha(p)
     return out
-
-
-def board_processes(flash):
-    key = ("VBOARD_FLASH=%s" % flash).encode()
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/environ" % d, "rb") as f:
-                    if key in f.read().split(b"\0"):
-                        pids.append(int(d))
-            except OSError:
-                pass
-    return pids
 
 
 class Board:

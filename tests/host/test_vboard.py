@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from vbutil import board_processes, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -38,41 +39,12 @@ def mp(link, *args, timeout=20):
     return r.stdout
 
 
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
 def read_until(ser, pattern, timeout):
     buf = b""
     end = time.monotonic() + timeout
     while time.monotonic() < end and pattern not in buf:
         buf += ser.read(ser.in_waiting or 1)
     return buf
-
-
-def board_processes(flash):
-    """pids of processes started for this flash dir (interpreter or vboard)."""
-    key = ("VBOARD_FLASH=%s" % flash).encode()
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/environ" % d, "rb") as f:
-                env = f.read().split(b"\0")
-            with open("/proc/%s/stat" % d) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if key in env and state != "Z":
-            pids.append(int(d))
-    return pids
 
 
 @pytest.fixture(scope="module")
