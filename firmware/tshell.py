@@ -448,6 +448,7 @@ class Shell:
             self.wdt.feed()
         c = self.client
         wait = 250
+        due = 0
         if c is not None and self.sock is not None:
             self.send_all()
             if c.changes != self.seen:
@@ -456,7 +457,8 @@ class Shell:
                 emit({"event": "status", "data": st})
                 log("%s%s%s" % (st["state"], (" " + st["address"]) if st["address"] else "",
                                 (": " + st["error"]) if st["error"] else ""))
-            d = time.ticks_diff(c.next_deadline(), now)
+            due = c.next_deadline()  # once per turn: it walks the peer table
+            d = time.ticks_diff(due, now)
             if d < wait:
                 wait = d if d > 0 else 0
         for obj, _ev in self._ipoll(wait):
@@ -468,8 +470,8 @@ class Shell:
         now = time.ticks_ms()
         self.wifi(now)
         if c is not None and self.sock is not None:
-            if time.ticks_diff(now, c.next_deadline()) >= 0:
-                c.on_timer(now)
+            if time.ticks_diff(now, due) >= 0:
+                c.on_timer(now)  # (a deadline set meanwhile is seen next turn)
             self.pinger(now)
         self.blink(now)
 
