@@ -1,6 +1,6 @@
 """_vboard -- private helper of the vboard ROM shims (not a MicroPython module).
 
-Holds what the virtual board (host_tools/vboard.py) passes to the
+Holds what the virtual board (teredoctl/vboard/board.py) passes to the
 interpreter in VBOARD_* environment variables, and gives the shims access to
 the board's control directory (a host directory *outside* the flash
 filesystem, reached through an unmounted ``os.VfsPosix`` so it does not show

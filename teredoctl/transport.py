@@ -1,6 +1,6 @@
 """A small transport over pyserial to the firmware's serial console.
 
-The console protocol (firmware/tshell.py): the host sends one command line;
+The console protocol (firmware/teredo_console.py): the host sends one command line;
 the board answers with exactly one line ``##teredo {"ok": ..., "cmd": ...}``.
 Other lines starting with the marker are events (``{"event": ...}``); lines
 without it are log or other console output.

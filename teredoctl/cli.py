@@ -9,10 +9,7 @@ import json
 import sys
 
 from teredo import addr
-
-
-class CliError(Exception):
-    """An expected failure: its message says what went wrong and what to do."""
+from teredoctl.errors import CliError
 
 
 # ---- decode ---------------------------------------------------------------
@@ -72,36 +69,30 @@ def add_client(p):
 
 
 def cmd_client(args):
-    from host_tools import hostclient
+    from teredoctl import hostclient
     try:
         return hostclient.run(args)
     except ValueError as e:
         raise CliError(str(e))
 
 
-COMMANDS = {
-    "decode": (cmd_decode, add_decode, "decode a Teredo address"),
-    "client": (cmd_client, add_client, "run the Teredo client on this host"),
-}
-
-
-def register(name, handler, adder, help_text):
-    """Other modules (board tools) add their commands here."""
-    COMMANDS[name] = (handler, adder, help_text)
+def commands():
+    """The one table of commands: name -> (handler, argument adder, help)."""
+    from teredoctl import boardcmds
+    table = {
+        "decode": (cmd_decode, add_decode, "decode a Teredo address"),
+        "client": (cmd_client, add_client, "run the Teredo client on this host"),
+    }
+    table.update(boardcmds.COMMANDS)
+    return table
 
 
 def build_parser(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    # the board commands (pyserial, mpremote plumbing) load only when asked for
-    if not argv or argv[0] not in ("decode", "client"):
-        try:
-            from host_tools import boardcmds  # noqa: F401  (registers board commands)
-        except ImportError:
-            pass
     p = argparse.ArgumentParser(prog="teredoctl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name in sorted(COMMANDS):
-        handler, adder, help_text = COMMANDS[name]
+    table = commands()
+    for name in sorted(table):
+        handler, adder, help_text = table[name]
         sp = sub.add_parser(name, help=help_text, description=help_text)
         adder(sp)
         sp.set_defaults(handler=handler)
@@ -124,7 +115,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    # run through the package module, so that board commands (which register
-    # with host_tools.cli) land in the table main() reads
-    from host_tools.cli import main as _main
-    sys.exit(_main())
+    sys.exit(main())

@@ -5,6 +5,6 @@
 # freed before the event loop, so that recvfrom (which allocates each
 # datagram) finds room even in a small heap, however loading fragmented it.
 room = [bytearray(1600)]
-import tshell  # noqa: E402
+import teredo_console  # noqa: E402
 
-tshell.main(room)
+teredo_console.main(room)

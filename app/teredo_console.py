@@ -46,14 +46,14 @@ RX_BURST = 16                  # datagrams handled per wake-up
 
 
 def _tconfig():
-    """tconfig is needed at boot and on a config command only: imported then
+    """teredo_config is needed at boot and on a config command only: imported then
     and dropped after (its code is about 4 KB of heap while loaded)."""
-    import tconfig
-    return tconfig
+    import teredo_config
+    return teredo_config
 
 
 def _drop_tconfig():
-    sys.modules.pop("tconfig", None)
+    sys.modules.pop("teredo_config", None)
     gc.collect()
 
 

@@ -6,7 +6,7 @@ C modules in a board's firmware.  The vboard's _boot.py mounts each image
 from the address and size in the environment variable VBOARD_<NAME>; .mpy
 files there execute in place, as from flash.
 
-    python -m host_tools.vboard_romfs NAME=IMAGE [NAME=IMAGE ...] -- micropython [ARGS...]
+    python -m teredoctl.vboard.romfs NAME=IMAGE [NAME=IMAGE ...] -- micropython [ARGS...]
 """
 import ctypes
 import mmap
@@ -16,7 +16,7 @@ import sys
 
 def main(argv):
     if "--" not in argv:
-        sys.stderr.write("usage: python -m host_tools.vboard_romfs NAME=IMAGE ... -- micropython ARGS\n")
+        sys.stderr.write("usage: python -m teredoctl.vboard.romfs NAME=IMAGE ... -- micropython ARGS\n")
         return 2
     cut = argv.index("--")
     keep = []

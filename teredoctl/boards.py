@@ -9,7 +9,9 @@ import json
 import os
 import re
 
-DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "board_configs")
+from teredoctl.paths import board_configs_dir
+
+DIR = board_configs_dir()
 SCHEMA = "schema.json"
 
 _TYPES = {"object": dict, "array": list, "string": str, "null": type(None), "boolean": bool}
@@ -133,6 +135,6 @@ def image_offset(cfg):
 
 
 def board_json(cfg):
-    """What the firmware reads from board.json on the board (tshell._board)."""
+    """What the firmware reads from board.json on the board (teredo_console._board)."""
     return {"name": cfg["name"], "led_pin": cfg["status_led_pin"], "wdt_ms": cfg["wdt_timeout_ms"],
             "heap_budget": cfg["heap_budget"]}

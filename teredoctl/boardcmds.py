@@ -1,10 +1,10 @@
 """teredoctl's board commands: ports, flash, config, status, monitor, ping, vboard.
 
-Imported by host_tools.cli.build_parser(), which registers them.  Each is a
+Listed in teredoctl.cli's one command table (COMMANDS below).  Each is a
 handler plus its own argument adder.  status, monitor and ping talk to the
-running firmware's serial console (host_tools.transport, pyserial only);
+running firmware's serial console (teredoctl.transport, pyserial only);
 flash and the config fallback run mpremote and esptool as programs
-(host_tools.flashing).  Expected failures end as CliError: one line on
+(teredoctl.flashing).  Expected failures end as CliError: one line on
 stderr, exit 1, the port closed.
 """
 import argparse
@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-from host_tools import boards, flashing
-from host_tools.cli import CliError, register
-from host_tools.transport import BoardError, Console
+from teredoctl import boards, flashing, paths
+from teredoctl.errors import CliError
+from teredoctl.transport import BoardError, Console
 
 DEFAULT_TIMEOUT = 3.0
 MASK = "********"
@@ -51,7 +51,7 @@ def list_ports():
     try:
         from serial.tools import list_ports as lp
     except ImportError:
-        raise CliError("pyserial is not installed: run make venv")
+        raise CliError("pyserial is not installed: " + flashing.REINSTALL)
     try:
         known = boards.load_all()
     except ValueError as e:
@@ -140,7 +140,7 @@ def add_flash(p):
                    "board config)")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset after copying")
     p.add_argument("--boot-wait", type=float, default=3.0, help=argparse.SUPPRESS)
-    p.add_argument("--source", default=flashing.FIRMWARE, help=argparse.SUPPRESS)
+    p.add_argument("--source", default=None, help=argparse.SUPPRESS)
 
 
 # ---- config ---------------------------------------------------------------------------------
@@ -148,12 +148,12 @@ def add_flash(p):
 _TCONFIG = None
 
 
-def tconfig():
-    """firmware/tconfig.py, the board's own validation, loaded on the host."""
+def teredo_config():
+    """app/teredo_config.py, the board's own validation, loaded on the host."""
     global _TCONFIG
     if _TCONFIG is None:
-        path = os.path.join(flashing.FIRMWARE, "tconfig.py")
-        spec = importlib.util.spec_from_file_location("tconfig", path)
+        path = os.path.join(paths.app_dir(), "teredo_config.py")
+        spec = importlib.util.spec_from_file_location("teredo_config", path)
         mod = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(mod)
@@ -165,7 +165,7 @@ def tconfig():
 
 def format_config(cfg):
     rows = []
-    for k in tconfig().FIELDS:
+    for k in teredo_config().FIELDS:
         v = cfg.get(k)
         if k == "server2" and v is None:
             text = "(server + 1)"
@@ -206,12 +206,12 @@ def wanted_changes(args):
 def merge(current, changes):
     """Board config + changes, validated on the host (ValueError -> CliError)."""
     new = {}
-    for k in tconfig().FIELDS:
+    for k in teredo_config().FIELDS:
         if current and k in current:
             new[k] = current[k]
     new.update(changes)
     try:
-        return tconfig().validate(new)
+        return teredo_config().validate(new)
     except ValueError as e:
         raise CliError("%s (nothing was changed on the board)" % e)
 
@@ -314,7 +314,7 @@ def write_config_mpremote(port, changes, timeout):
     if ev is None:
         print("config.json written, but no Teredo firmware started on %s: run teredoctl flash --port %s"
               % (port, port), file=sys.stderr)
-    return tconfig().masked(cfg)
+    return teredo_config().masked(cfg)
 
 
 def add_config(p):
@@ -519,30 +519,26 @@ def add_ping(p):
 # ---- vboard -------------------------------------------------------------------------------------
 
 def cmd_vboard(args):
-    from host_tools import vboard
-    argv = ["--dir", args.dir, "--link", args.link, "--board", args.board, "--heap", args.heap]
-    if args.log:
-        argv += ["--log", args.log]
+    from teredoctl import vboard
     try:
-        return vboard.main(argv)
-    except (OSError, ValueError) as e:
+        return vboard.run(args)
+    except (OSError, ValueError, RuntimeError) as e:
         raise CliError("virtual board: %s" % e)
 
 
 def add_vboard(p):
-    p.add_argument("--dir", required=True, help="flash filesystem directory (the board's /)")
-    p.add_argument("--link", required=True, help="symlink to create to its pty (give it as --port)")
-    p.add_argument("--board", default="esp32", help="board name (default esp32)")
-    p.add_argument("--heap", default="64K", help="MicroPython heap (default 64K)")
-    p.add_argument("--log", help="append all board output to this file")
+    from teredoctl.vboard import board
+    board.add_arguments(p)
 
 
-register("ports", _errors(cmd_ports), add_ports, "list serial ports and the board each looks like")
-register("flash", _errors(cmd_flash), add_flash,
-         "write MicroPython (--image) and the Teredo firmware to a board")
-register("config", _errors(cmd_config), add_config, "show or change the board's config")
-register("status", _errors(cmd_status), add_status, "show the board's Teredo status")
-register("monitor", _errors(cmd_monitor), add_monitor, "follow the board's console until Ctrl-C")
-register("ping", _errors(cmd_ping), add_ping, "have the board ping an IPv6 address")
-register("vboard", _errors(cmd_vboard), add_vboard,
-         "run a virtual board (MicroPython unix port behind a pty) until Ctrl-C")
+# name: (handler, argument adder, help); teredoctl.cli puts them in its table
+COMMANDS = {
+    "ports": (_errors(cmd_ports), add_ports, "list serial ports and the board each looks like"),
+    "flash": (_errors(cmd_flash), add_flash, "write MicroPython (--image) and the Teredo firmware"),
+    "config": (_errors(cmd_config), add_config, "show or change the board's config"),
+    "status": (_errors(cmd_status), add_status, "show the board's Teredo status"),
+    "monitor": (_errors(cmd_monitor), add_monitor, "follow the board's console until Ctrl-C"),
+    "ping": (_errors(cmd_ping), add_ping, "have the board ping an IPv6 address"),
+    "vboard": (_errors(cmd_vboard), add_vboard,
+               "run a virtual board (MicroPython unix port behind a pty) until Ctrl-C"),
+}
