@@ -150,6 +150,14 @@ def is_global_ipv4(b, off=0):
 # 2001:0000:SSSS:SSSS:FFFF:PPPP:MMMM:MMMM with server IPv4 S, flags F,
 # obfuscated (bit-inverted) mapped port P and mapped IPv4 M.
 
+def is_unspecified(b, off=0):
+    """The IPv6 address :: (RFC 4291 §2.5.2)."""
+    for i in range(off, off + 16):
+        if b[i]:
+            return False
+    return True
+
+
 def is_teredo(b, off=0):
     return b[off] == 0x20 and b[off + 1] == 0x01 and b[off + 2] == 0 and b[off + 3] == 0
 

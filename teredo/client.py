@@ -42,6 +42,8 @@ DEFAULTS = (
     ("echo_burst", 50),
     ("bubble_rate", 20),                 # unsolicited direct bubbles per second
     ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
+    ("unreach_rate", 10),                # ICMPv6 port unreachable per second (RFC 4443 §2.4 (f))
+    ("max_ports", 8),                    # UDP ports that may be bound at once
 )
 
 STATES = ("offline", "qualifying", "qualified", "symmetric")
@@ -67,7 +69,8 @@ EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 
 UNREACHABLE = const(19)
-DROP_NAMES = wire.DROP_NAMES + ("unreachable",)
+NO_PORT = const(20)       # UDP datagram for a port nobody bound
+DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port")
 
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
@@ -175,8 +178,10 @@ class Client:
         self.relay = None
         self.local = None
         self._now = 0
-        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000]
-        self.tokens_t = [0, 0]
+        # token buckets: echo replies, unsolicited bubbles, ICMPv6 errors
+        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["unreach_rate"] * 1000]
+        self.tokens_t = [0, 0, 0]
+        self.ports = []  # bound UDP ports: datagrams for others are dropped (no_port)
         self.ev_seq = 0
         self.ev_src = 0
         self.ev_off = 0
@@ -190,8 +195,8 @@ class Client:
         self._now = now
         self.error = None
         self.started = now
-        self.tokens_t[0] = now
-        self.tokens_t[1] = now
+        for i in range(len(self.tokens_t)):
+            self.tokens_t[i] = now
         self._qualify(now)
 
     def stop(self, why):
@@ -249,6 +254,22 @@ class Client:
         n = wire.build_echo(a, o, proto.ICMP_ECHO_REQUEST, self.address, dst,
                             self.cfg["ping_ident"], seq & 0xFFFF, None, size)
         return self._output(a, self.arena_mv, o, n, now)
+
+    def bind(self, port):
+        """Accept UDP datagrams for port (1..65535); the others are dropped
+        and counted (no_port) and answered, rate limited, with an ICMPv6
+        port unreachable (RFC 4443 §3.1, code 4)."""
+        if type(port) is not int or port < 1 or port > 65535:
+            raise ValueError("port must be 1..65535")
+        if port in self.ports:
+            raise ValueError("port %d is already bound" % port)
+        if len(self.ports) >= self.cfg["max_ports"]:
+            raise ValueError("no more than %d bound ports (max_ports)" % self.cfg["max_ports"])
+        self.ports.append(port)
+
+    def unbind(self, port):
+        if port in self.ports:
+            self.ports.remove(port)
 
     def send_udp(self, dst, dport, sport, data, now):
         """Send a UDP datagram over IPv6 to the 16-byte address dst."""
@@ -510,9 +531,13 @@ class Client:
             elif wire.l4_sum(rx, ip, nh, plen) != 0xFFFF:
                 r = wire.CHECKSUM
             elif nh == proto.NH_UDP:
+                dport = (rx[ip + 42] << 8) | rx[ip + 43]
+                if dport not in self.ports:
+                    self._port_unreachable(ip, n, now)
+                    return EV_NONE
                 self.ev_src = ip + 8
                 self.ev_sport = (rx[ip + 40] << 8) | rx[ip + 41]
-                self.ev_dport = (rx[ip + 42] << 8) | rx[ip + 43]
+                self.ev_dport = dport
                 self.ev_off = ip + 48
                 self.ev_len = plen - 8
                 return EV_UDP
@@ -544,6 +569,36 @@ class Client:
                 return EV_ECHO_REPLY
         self.drops[r] += 1
         return EV_NONE
+
+    def _port_unreachable(self, ip, n, now):
+        """Drop and count a datagram for an unbound port; answer it with an
+        ICMPv6 destination unreachable, code 4 (RFC 4443 §3.1), carrying as
+        much of it as fits in the minimum MTU, at most unreach_rate a second
+        (§2.4 (f)); never to a multicast or unspecified source (§2.4 (e))."""
+        self.drops[NO_PORT] += 1
+        rx = self.rx
+        if rx[ip + 8] == 0xFF or addr.is_unspecified(rx, ip + 8):
+            return
+        if not self._token(2, now, self.cfg["unreach_rate"], self.cfg["unreach_rate"]):
+            self.drops[wire.RATE_LIMITED] += 1
+            return
+        c = n - ip
+        if c > proto.MTU_MIN - 48:
+            c = proto.MTU_MIN - 48
+        o = self._arena(48 + c)
+        if o < 0:
+            self.drops[wire.TX_FULL] += 1
+            return
+        a = self.arena
+        wire.build_ipv6(a, o, 8 + c, proto.NH_ICMPV6, proto.HOP_LIMIT, self.address,
+                        memoryview(rx)[ip + 8:ip + 24])
+        a[o + 40] = proto.ICMP_DST_UNREACH
+        a[o + 41] = proto.ICMP_PORT_UNREACH
+        for i in range(o + 42, o + 48):
+            a[i] = 0
+        a[o + 48:o + 48 + c] = memoryview(rx)[ip:ip + c]
+        wire.set_l4_checksum(a, o, proto.NH_ICMPV6, 8 + c, o + 42)
+        self._output(a, self.arena_mv, o, 48 + c, now, self.rx_peer)
 
     def _on_ra(self, src4, now):
         rx = self.rx

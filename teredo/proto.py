@@ -27,6 +27,8 @@ NH_ICMPV6 = 58
 NH_NONE = 59          # "No Next Header": a Teredo bubble (RFC 4380 §2.8)
 
 # RFC 4443 §4.1/§4.2 echo, RFC 4861 §4.1/§4.2 RS/RA, §4.6.2/§4.6.4 options.
+ICMP_DST_UNREACH = 1   # RFC 4443 §3.1
+ICMP_PORT_UNREACH = 4  # its code for "port unreachable"
 ICMP_ECHO_REQUEST = 128
 ICMP_ECHO_REPLY = 129
 ICMP_RS = 133

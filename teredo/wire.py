@@ -359,8 +359,14 @@ def _csum_cpython(buf, start, end, acc):
     return acc + r
 
 
+def copy(dst, doff, src, soff, n):
+    """dst[doff:doff+n] = src[soff:soff+n], without a temporary object."""
+    dst[doff:doff + n] = memoryview(src)[soff:soff + n]
+
+
 eq_plain = eq
 swap16_plain = swap16
+copy_plain = copy
 try:
     import micropython
 
@@ -401,7 +407,17 @@ try:
             p[b + i] = t
             i += 1
 
+    @micropython.viper
+    def _copy_viper(dst, doff: int, src, soff: int, n: int):
+        d = ptr8(dst)  # noqa: F821
+        s = ptr8(src)  # noqa: F821
+        i = 0
+        while i < n:
+            d[doff + i] = s[soff + i]
+            i += 1
+
     csum_add = _csum_viper  # noqa: F811
+    copy = _copy_viper  # noqa: F811
     eq = _eq_viper  # noqa: F811
     swap16 = _swap16_viper  # noqa: F811
 except (ImportError, AttributeError, SyntaxError, NameError):  # CPython, or a port without viper
