@@ -120,6 +120,7 @@ class Interface:
         self.error = None           # the shell's own error (socket), beside the client's
         self.on_change = None       # callback(iface) at every state/address change
         self._seen = -1
+        self.task = None            # the asyncio task running the interface (teredo.aio)
 
     # ---- life cycle ---------------------------------------------------------------
 
@@ -179,7 +180,20 @@ class Interface:
     def close(self):
         for s in list(self._ports.values()):
             s.close()
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
         self.down("closed")
+
+    def aup(self, timeout_ms=20000):
+        """await iface.aup(): start the interface task, wait until qualified."""
+        from teredo import aio
+        return aio.up(self, timeout_ms)
+
+    def astart(self):
+        """Start the interface task (asyncio) without waiting."""
+        from teredo import aio
+        return aio.start(self)
 
     # ---- what apps read --------------------------------------------------------------
 
@@ -389,6 +403,7 @@ class UDPSocket(IOBase):
         self.dropped = 0           # receive queue full
         self.timeout = None        # None: blocking; 0: non-blocking; else ms
         self.closed = False
+        self.waiter = None         # an asyncio Event while a task waits (teredo.aio)
 
     # ---- receive -----------------------------------------------------------------
 
@@ -408,6 +423,8 @@ class UDPSocket(IOBase):
         wire.copy(q, SLOT_HDR, rx, off, n)
         self.count += 1
         self.rx += 1
+        if self.waiter is not None:
+            self.waiter.set()
 
     def _wait(self):
         """Run the interface until a datagram is queued, within the timeout."""
@@ -522,6 +539,31 @@ class UDPSocket(IOBase):
             self.closed = True
             self.iface.client.unbind(self.port)
             self.iface._ports.pop(self.port, None)
+            if self.waiter is not None:
+                self.waiter.set()  # a waiting task sees the socket closed
+
+    # ---- asyncio (teredo.aio) ----------------------------------------------------------
+
+    def arecvfrom(self, n=UDP_MAX):
+        from teredo import aio
+        return aio.recvfrom(self, n)
+
+    def arecv_into(self, buf):
+        from teredo import aio
+        return aio.recv_into(self, buf)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self.closed:
+            raise StopAsyncIteration
+        try:
+            return await self.arecvfrom()
+        except OSError:
+            if self.closed:
+                raise StopAsyncIteration
+            raise
 
     def __enter__(self):
         return self

@@ -200,6 +200,7 @@ def test_trusted_native_peer_not_repointed_by_another_source():
     c.ping(ip6(V6HOST), 1, n.now)
     n.flush()
     assert c.status()["relay"] == RELAY + ":3544"
+    c.bind(7)  # delivered, so nothing (no port unreachable) answers it
     b = bytearray(52)
     wire.build_udp6(b, 0, ip6(V6HOST), c.address, 53, 7, b"spam", 4)
     feed(n, bytes(b), ATTACKER, proto.PORT)  # §5.2.3 case 6 at most, never case 1
