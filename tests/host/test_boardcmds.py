@@ -312,7 +312,8 @@ def test_status_watch_plain_and_tty(board, tmp_path):
 
 
 def test_monitor_follows_console(board, tmp_path):
-    with open(tmp_path / "out", "w+") as out:
+    with open(tmp_path / "out", "a+") as out:
+        # O_APPEND: the monitor writes at the end whatever offset seen() seeks to
         p = subprocess.Popen(TEREDOCTL + ["monitor", "--port", board.link,
                               "--reset"], cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT)
 
