@@ -302,7 +302,8 @@ class Firmware:
         sys.print_exception(e)  # type: ignore[attr-defined]
         emit({"event": "app_error", "app": APP, "error": err})
         if self.iface is not None:
-            # its sockets go with it: their ports now answer port unreachable
+            # its sockets go with it (the firmware binds none of its own):
+            # their ports now answer port unreachable
             for s in list(self.iface._ports.values()):
                 s.close()
         gc.collect()
@@ -448,6 +449,8 @@ class Firmware:
         p.register(sys.stdin, select.POLLIN)
         while True:
             ch = await rd.read(1)
+            if not ch:  # end of input (a pipe closed): nothing more will come
+                await asyncio.sleep_ms(1000)
             n = 0
             while ch and n < CONSOLE_BURST:
                 self.take(ch)

@@ -213,12 +213,14 @@ def test_flash_app_installs_stays_and_goes(board, capsys):
     """--app installs the app as teredo_user_app.mpy and the firmware imports it
     (waiting: no lab here, so never qualified); a flash without --app keeps it;
     --no-app removes it."""
-    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--app", ROOT / "examples" / "udp_echo.py")
+    echo = ROOT / "examples" / "udp_echo.py"
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--app", echo)
     assert rc == 0, out + err
     assert "[1/1] teredo_user_app.mpy" in out and "user app: udp_echo.py installed as teredo_user_app" in out
     with_app = flash_hashes(board.flash)
     assert "teredo_user_app.mpy" in with_app and "teredo_user_app.py" not in with_app
-    assert board_status(capsys, board)["app"] == {"name": "teredo_user_app", "state": "waiting", "error": None}
+    app = board_status(capsys, board)["app"]
+    assert app == {"name": "teredo_user_app", "state": "waiting", "error": None}
     rc, out, err = teredoctl(capsys, "flash", "--port", board.link)
     assert rc == 0 and ", 0 changed" in out, out + err
     assert "user app: teredo_user_app.mpy on the board kept" in out
