@@ -113,6 +113,7 @@ class Interface:
         self._tuple_addr = udp is not None or not (ON_MP and sys.platform == "linux")
         self._rxbuf = None if ON_MP else bytearray(RX_MAX)
         self._src4 = bytearray(4)
+        self._fd = -2               # the socket's fd (CPython's poll reports fds)
         self._due = 0
         self._seq = 0
         self._pong = -1
@@ -140,8 +141,16 @@ class Interface:
                 self.client.stop(self.error)
                 raise OSError(EADDRINUSE, self.error)
             s.setblocking(False)
+            if not ON_MP:
+                # RFC 4380 §5.1.2: Teredo packets SHOULD NOT be sent with DF
+                # set; Linux sets it by default (path MTU discovery)
+                try:
+                    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10), 0)
+                except (OSError, AttributeError):
+                    pass
             self.poller.register(s, POLLIN)
         self.sock = s
+        self._fd = s.fileno() if hasattr(s, "fileno") else -2
         self.error = None
         self.client.start(now)
         self._due = now
@@ -231,7 +240,7 @@ class Interface:
         """Poll stream (readable) with the interface's socket; callback(now)
         runs when it is: an app's own console or sensor, in one wait."""
         self.poller.register(stream, POLLIN)
-        self._watch.append((stream, callback))
+        self._watch.append((stream, callback, stream.fileno() if hasattr(stream, "fileno") else -2))
 
     # ---- ping (blocking, for apps and the console) ------------------------------------
 
@@ -278,13 +287,13 @@ class Interface:
                 wait = d if d > 0 else 0
         if self.sock is not None or self._watch:
             for ev in self._ipoll(wait):
-                obj = ev[0]
+                obj = ev[0]  # MicroPython: the object; CPython: its fd
                 now = self.ticks()
-                if obj is self.sock:
+                if obj is self.sock or obj == self._fd:
                     handled += self.receive(now)
                 else:
                     for w in self._watch:
-                        if w[0] is obj:
+                        if w[0] is obj or obj == w[2]:
                             w[1](now)
         elif wait > 0:
             _sleep_ms(wait)
