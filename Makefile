@@ -13,7 +13,7 @@ STUBS  := $(BUILD)/stubs
 HEAP   ?= 64K
 NET_HEAP ?= 96K
 CORE_TESTS := $(basename $(notdir $(wildcard tests/core/test_*.py)))
-NET_TESTS := $(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py)))
+NET_TESTS := $(basename $(notdir $(shell grep -l '^from \(harness\|tcpkit\)' tests/core/test_*.py)))
 
 .PHONY: all venv lint mpy romfs typecheck pytest mptest lab-deps test demo bench fuzz clean
 
