@@ -1184,7 +1184,7 @@ class TCP:
     def _slot(self, L, now):
         """A slot for a new connection of listener L (-1: connect), or None."""
         q = 0
-        half = free = tw = anyhalf = None
+        half = free = tw = anyhalf = orphan = None
         for c in self.conns:
             s = c.state
             if s == _CLOSED:
@@ -1193,19 +1193,23 @@ class TCP:
                 continue
             if c.lst == L and L >= 0 and c.user == 0:
                 q += 1
-                if s == _SYN_RCVD and (half is None or _diff(c.born, half.born) < 0):
-                    half = c
-            if s == _TIME_WAIT and c.user != 1 and (tw is None or _diff(c.born, tw.born) < 0):
-                tw = c
-            if s == _SYN_RCVD and c.lst >= 0 and (anyhalf is None or _diff(c.born, anyhalf.born) < 0):
-                anyhalf = c
+                if s == _SYN_RCVD:
+                    half = _older(half, c)
+            if s == _TIME_WAIT and c.user != 1:
+                tw = _older(tw, c)
+            elif s == _SYN_RCVD and c.lst >= 0:
+                anyhalf = _older(anyhalf, c)
+            elif c.user == 2:
+                orphan = _older(orphan, c)  # closed by the app, still closing
         if L >= 0 and q >= self.lback[L]:
             v = half  # the listener is full: its oldest half-open one goes
         else:
-            v = free or tw or anyhalf
+            v = free or tw or anyhalf or orphan
         if v is not None and v.state != _CLOSED:
-            if v.state == _SYN_RCVD:
+            if v.state != _TIME_WAIT:
                 self.cnt[_C_EVICTED] += 1
+            if v.user == 2:
+                self._abort(v, _E_EVICTED, now)
             self._closed(v, _E_EVICTED)
         return v
 
@@ -1249,6 +1253,10 @@ class TCP:
         c.pend = c.ack_now = c.persist = 0
         if c.user != 1:
             c.user = 0
+
+
+def _older(a, b):
+    return b if a is None or _diff(b.born, a.born) < 0 else a
 
 
 def _min(d, t):

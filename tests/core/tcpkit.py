@@ -133,6 +133,19 @@ def flagstr(f):
     return s
 
 
+class FixedRand:
+    """rand() that returns the given values first (the ephemeral port seed, then the ISS halves)."""
+
+    def __init__(self, values):
+        self.v = list(values)
+        self.r = Rand(3)
+
+    def __call__(self, bits):
+        if self.v:
+            return self.v.pop(0) & ((1 << bits) - 1)
+        return self.r(bits)
+
+
 class Rig:
     """One TCP on a FakeNet with a fake clock; a scripted peer talks to it."""
 
@@ -183,8 +196,8 @@ def passive(rig, port=80, pseq=1000, mss=1220, sport=40000, wnd=8192, src=PEER):
     """Open a connection to rig's listener on port; returns (cid, iss):
     the next peer sequence number is pseq + 1, ours iss + 1."""
     lh = rig.t.listen(port, 2) if port not in rig.t.lport else rig.t.lport.index(port)
-    out = rig.feed(seg(sport, port, pseq, 0, SYN, wnd, mss=mss, src=src))
-    assert len(out) == 1 and out[0].flags == SYN | ACK, out
+    out = [s for s in rig.feed(seg(sport, port, pseq, 0, SYN, wnd, mss=mss, src=src)) if s.flags != RST]
+    assert len(out) == 1 and out[0].flags == SYN | ACK, out  # (a RST may tell an evicted one)
     sa = out[0]
     assert sa.ack == (pseq + 1) & M32 and sa.mss == 1220
     out = rig.feed(seg(sport, port, pseq + 1, sa.seq + 1, ACK, wnd, src=src))

@@ -2,22 +2,9 @@
 # segments and a fake clock, on CPython and MicroPython alike.  Each test
 # says which RFC 9293 / RFC 6298 / RFC 5681 rule it proves.
 
-from tcpkit import (ACK, FIN, M32, ME, PEER, PEER2, PSH, RST, SYN, Rig, active, passive, seg)
+from tcpkit import ACK, FIN, M32, ME, PEER, PEER2, PSH, RST, SYN, FixedRand, Rig, active, passive, seg
 from teredo import tcp
 from vectors import Rand
-
-
-class FixedRand:
-    """rand() that returns the given values first (the ephemeral port seed, then the ISS halves)."""
-
-    def __init__(self, values):
-        self.v = list(values)
-        self.r = Rand(3)
-
-    def __call__(self, bits):
-        if self.v:
-            return self.v.pop(0) & ((1 << bits) - 1)
-        return self.r(bits)
 
 
 def test_passive_open_data_both_ways_and_close_by_peer():
