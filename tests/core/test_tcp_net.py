@@ -37,7 +37,7 @@ class Link:
         self.loss = loss
         self.dup = dup
         self.jitter = jitter
-        self.lost = self.dups = self.packets = 0
+        self.lost = self.dups = self.packets = self.seq = 0
 
     def carry(self):
         for net, dest in ((self.na, self.b), (self.nb, self.a)):
@@ -52,12 +52,13 @@ class Link:
                     n = 2
                     self.dups += 1
                 for _ in range(n):
-                    self.q.append((_add(self.now, 10 + self.rnd(self.jitter)), dest, p))
+                    self.seq += 1  # keeps the sort stable (MicroPython's sort is not)
+                    self.q.append((_add(self.now, 10 + self.rnd(self.jitter)), self.seq, dest, p))
 
     def step(self):
         """Advance to the next event and handle it."""
         t = None
-        for due, _, _ in self.q:
+        for due, _, _, _ in self.q:
             if t is None or _diff(due, t) < 0:
                 t = due
         for x in (self.a, self.b):
@@ -71,8 +72,8 @@ class Link:
         now = self.now
         due = [e for e in self.q if _diff(e[0], now) <= 0]
         self.q = [e for e in self.q if _diff(e[0], now) > 0]
-        due.sort(key=lambda e: _diff(e[0], now))
-        for _, dest, p in due:
+        due.sort(key=lambda e: (_diff(e[0], now), e[1]))
+        for _, _, dest, p in due:
             dest.on_segment(p, 0, len(p), now)
             self.carry()
         for x in (self.a, self.b):
