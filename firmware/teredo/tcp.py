@@ -293,39 +293,42 @@ class _Conn:
 
 
 class TCP:
+    # the options, as attributes (annotations only: nothing on MicroPython)
+    slots: int
+    listeners: int
+    rx_bytes: int
+    tx_bytes: int
+    mss: int
+    rto_init_ms: int
+    rto_min_ms: int
+    rto_max_ms: int
+    retries: int
+    ack_delay_ms: int
+    time_wait_ms: int
+    idle_ms: int
+    keepalive_ms: int
+    nagle: int
+
     def __init__(self, net, rand=None, **options):
-        cfg = {}
         for k, v, lo, hi in DEFAULTS:
             if k in options:
                 v = options.pop(k)
                 if not (type(v) is int or type(v) is bool) or not lo <= v <= hi:
                     raise ValueError("tcp option %s must be an int in %d..%d" % (k, lo, hi))
-            cfg[k] = v
-        if options or rand is None:
-            raise ValueError("unknown tcp option %r, or no rand(nbits)" % list(options))
-        if not cfg["rto_min_ms"] <= cfg["rto_init_ms"] <= cfg["rto_max_ms"]:
-            raise ValueError("need rto_min_ms <= rto_init_ms <= rto_max_ms")
-        self.cfg = cfg
+            setattr(self, k, v)
+        if options or rand is None or not self.rto_min_ms <= self.rto_init_ms <= self.rto_max_ms:
+            raise ValueError("unknown tcp option %r, no rand(nbits), or not rto_min_ms <= "
+                             "rto_init_ms <= rto_max_ms" % list(options))
         self.net = net
         self.rand = rand
-        self.mss = cfg["mss"]
-        self.rto_init_ms = cfg["rto_init_ms"]
-        self.rto_min_ms = cfg["rto_min_ms"]
-        self.rto_max_ms = cfg["rto_max_ms"]
-        self.retries = cfg["retries"]
-        self.ack_delay_ms = cfg["ack_delay_ms"]
-        self.time_wait_ms = cfg["time_wait_ms"]
-        self.idle_ms = cfg["idle_ms"]
-        self.keepalive_ms = cfg["keepalive_ms"]
-        self.nagle = cfg["nagle"]
-        rxn = cfg["rx_bytes"]
+        rxn = self.rx_bytes
         # RFC 9293 §3.8.6.2.2: move the right edge by at least min(buffer/2, MSS)
         self.wthr = rxn // 2 if rxn // 2 < self.mss else self.mss
         self.conns = []
-        for i in range(cfg["slots"]):
-            self.conns.append(_Conn(i, rxn, cfg["tx_bytes"]))
-        self.lport = [0] * cfg["listeners"]
-        self.lback = [0] * cfg["listeners"]
+        for i in range(self.slots):
+            self.conns.append(_Conn(i, rxn, self.tx_bytes))
+        self.lport = [0] * self.listeners
+        self.lback = [0] * self.listeners
         self.cnt = [0] * len(COUNTERS)
         self.now = 0
         self.born = 0
@@ -336,16 +339,13 @@ class TCP:
     def listen(self, port, backlog=2):
         """Listen on port; returns the listener handle for accept().  backlog:
         connections (half-open or not yet accepted) it may hold at once."""
-        if not 0 < port <= 0xFFFF or backlog < 1:
-            raise ValueError("port must be 1..65535 and backlog >= 1")
-        if port in self.lport:
-            raise ValueError("port %d is already listening" % port)
-        for i in range(len(self.lport)):
-            if self.lport[i] == 0:
-                self.lport[i] = port
-                self.lback[i] = backlog
-                return i
-        raise ValueError("no free listener: raise the listeners option")
+        if 0 < port <= 0xFFFF and backlog > 0 and port not in self.lport and 0 in self.lport:
+            i = self.lport.index(0)
+            self.lport[i] = port
+            self.lback[i] = backlog
+            return i
+        raise ValueError("listen: port 1..65535 not yet listening, backlog >= 1, "
+                         "and a free listener (the listeners option)")
 
     def unlisten(self, lh, now):
         """Stop listening; connections not yet accepted are reset."""
@@ -838,7 +838,8 @@ class TCP:
                     r = -r
                 c.rttvar += r - (c.rttvar >> 2)
             r = (c.srtt >> 3) + (c.rttvar if c.rttvar > 1 else 1)
-            c.rto = self.rto_min_ms if r < self.rto_min_ms else (self.rto_max_ms if r > self.rto_max_ms else r)
+            c.rto = self.rto_min_ms if r < self.rto_min_ms else (
+                self.rto_max_ms if r > self.rto_max_ms else r)
             c.rtt_seq = -1
         # RFC 5681 §3.1 growth; RFC 6582 ends fast recovery (a partial ACK
         # sends the next hole at once)

@@ -279,7 +279,7 @@ def test_mutated_segments_into_listen_and_established_never_raise():
     cid, iss = passive(r, sport=sport)
     before = list(r.t.cnt)
     buf = bytearray(256)
-    for i in range(FUZZ_CASES):
+    for _ in range(FUZZ_CASES):
         c = r.conn(cid)
         if c.state != 4 or c.cid != cid:  # fuzzed to death: a fresh connection
             if c.cid == cid and c.user == 1:
