@@ -13,8 +13,13 @@ STUBS  := $(BUILD)/stubs
 # unix port's 64-bit objects are about 1.6x an ESP32's, so they get NET_HEAP.
 HEAP   ?= 64K
 NET_HEAP ?= 112K
-CORE_TESTS := $(basename $(notdir $(wildcard tests/core/test_*.py)))
-NET_TESTS := $(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py)))
+# The TCP tests carry the TCP (teredo/tcp.py, ~23 KB loaded on the unix port)
+# and its test kit, and build connection rings; test_tcp_client adds the
+# client and the harness: they get TCP_HEAP.
+TCP_HEAP ?= 128K
+TCP_TESTS := $(basename $(notdir $(wildcard tests/core/test_tcp*.py)))
+CORE_TESTS := $(filter-out $(TCP_TESTS),$(basename $(notdir $(wildcard tests/core/test_*.py))))
+NET_TESTS := $(filter-out $(TCP_TESTS),$(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py))))
 
 .PHONY: all venv lint mpy romfs typecheck pytest mptest lab-deps test demo bench fuzz clean
 
@@ -83,6 +88,8 @@ mptest: mpy
 	  $(BIN)/micropython -X heapsize=$(HEAP) tests/mp_run.py $(BUILD)/mp-run $$t; done
 	@set -e; for t in $(NET_TESTS); do echo "$$t (heap $(NET_HEAP))"; \
 	  $(BIN)/micropython -X heapsize=$(NET_HEAP) tests/mp_run.py $(BUILD)/mp-run $$t; done
+	@set -e; for t in $(TCP_TESTS); do echo "$$t (heap $(TCP_HEAP))"; \
+	  $(BIN)/micropython -X heapsize=$(TCP_HEAP) tests/mp_run.py $(BUILD)/mp-run $$t; done
 
 test: venv
 	$(MAKE) --no-print-directory lint
