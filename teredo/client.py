@@ -67,6 +67,7 @@ EV_NONE = const(0)
 # (rx is the buffer given to on_datagram; it is only read, never written)
 EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
+EV_TCP = const(3)         # TCP segment: the IPv6 packet rx[ev_off:ev_off+ev_len], for tcp.on_segment
 
 UNREACHABLE = const(19)
 NO_PORT = const(20)       # UDP datagram for a port nobody bound
@@ -283,6 +284,19 @@ class Client:
             return self._drop(wire.TX_FULL)
         n = wire.build_udp6(self.arena, o, self.address, dst, sport, dport, data, dl)
         return self._output(self.arena, self.arena_mv, o, n, now)
+
+    # ---- the IPv6 layer of the TCP (tcp.py) ----------------------------------
+
+    def tx_alloc(self, n):
+        """Room for an n-byte IPv6 packet in the arena: its offset, or -1
+        when the arena is full until the shell has drained pop_tx()."""
+        return self._arena(n)
+
+    def tx_send(self, off, n, now):
+        """Send the IPv6 packet arena[off:off+n]; 0 or a drop reason."""
+        if self.state != QUALIFIED:
+            return self._drop(wire.NOT_QUALIFIED)
+        return self._output(self.arena, self.arena_mv, off, n, now)
 
     def status(self):
         """The status object; the same fields on host and board."""
@@ -525,6 +539,12 @@ class Client:
         nh = rx[ip + 6]
         plen = n - ip - 40
         r = wire.UNSUPPORTED
+        if nh == proto.NH_TCP:
+            # checked (length, checksum) by the TCP, which parses it anyway
+            self.ev_src = ip + 8
+            self.ev_off = ip
+            self.ev_len = n - ip
+            return EV_TCP
         if nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
             if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
                 r = wire.LENGTH

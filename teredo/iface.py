@@ -23,7 +23,7 @@ import sys
 import time
 
 from teredo import addr, wire
-from teredo.client import _diff, EV_ECHO_REPLY, EV_UDP, QUALIFIED, TX_SLOTS, Client
+from teredo.client import _diff, EV_ECHO_REPLY, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
 
 try:
     import errno
@@ -99,8 +99,12 @@ class Interface:
     """The Teredo interface: one UDP socket to the Internet, the client core,
     and the app sockets bound to ports of our Teredo address."""
 
-    def __init__(self, server, server2=None, port=0, rand=None, udp=None, clock=None, **options):
+    def __init__(self, server, server2=None, port=0, rand=None, udp=None, clock=None, tcp=None,
+                 **options):
         self.client = Client(server, server2, rand=rand or _rand, **options)
+        self.tcp = None             # the TCP (teredo.tcp), made on first use
+        self.tcp_options = tcp or {}  # its options (slots, rx_bytes, tx_bytes, ...)
+        self._waiters = []          # streams and listeners a task waits on
         self.ticks = clock or ticks_ms  # int ms wrapping at 2**30 (tests give a fake clock)
         self.port = port            # local UDP port toward the Internet (0: any)
         self.sock = None
@@ -113,6 +117,7 @@ class Interface:
         self._tuple_addr = udp is not None or not (ON_MP and sys.platform == "linux")
         self._rxbuf = None if ON_MP else bytearray(RX_MAX)
         self._src4 = bytearray(4)
+        self._fd = -2               # the socket's fd (CPython's poll reports fds)
         self._due = 0
         self._seq = 0
         self._pong = -1
@@ -140,8 +145,16 @@ class Interface:
                 self.client.stop(self.error)
                 raise OSError(EADDRINUSE, self.error)
             s.setblocking(False)
+            if not ON_MP:
+                # RFC 4380 §5.1.2: Teredo packets SHOULD NOT be sent with DF
+                # set; Linux sets it by default (path MTU discovery)
+                try:
+                    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10), 0)
+                except (OSError, AttributeError):
+                    pass
             self.poller.register(s, POLLIN)
         self.sock = s
+        self._fd = s.fileno() if hasattr(s, "fileno") else -2
         self.error = None
         self.client.start(now)
         self._due = now
@@ -215,6 +228,8 @@ class Interface:
             s = self._ports[p]
             socks.append({"port": p, "rx": s.rx, "tx": s.tx, "queued": s.count, "dropped": s.dropped})
         st["sockets"] = socks
+        if self.tcp is not None:
+            st["tcp"] = self.tcp.status()
         return st
 
     def socket(self, port, rxq=4):
@@ -227,11 +242,67 @@ class Interface:
         self._ports[port] = s
         return s
 
+    # ---- TCP (teredo.stream) ----------------------------------------------------------
+
+    def tcp_stack(self):
+        """The TCP, made (and its rings allocated) on first use."""
+        if self.tcp is None:
+            from teredo.tcp import TCP
+            self.tcp = TCP(self.client, self.client.rand, **self.tcp_options)
+        return self.tcp
+
+    def tcp_listen(self, port, backlog=2):
+        """A listening TCP port: .accept() -> (stream, peer); await .aaccept()."""
+        from teredo.stream import TCPListener
+        self.tcp_stack()
+        return TCPListener(self, port, backlog)
+
+    def tcp_connect(self, address, timeout_ms=None):
+        """A TCP connection to address = (IPv6 text or 16 bytes, port)."""
+        from teredo import stream
+        self.tcp_stack()
+        return stream.connect(self, address, timeout_ms)
+
+    def atcp_connect(self, address):
+        """await iface.atcp_connect(address) -> an asyncio Stream."""
+        from teredo import aio
+        self.tcp_stack()
+        return aio.tcp_connect(self, address)
+
+    def tcp_server(self, handler, port, backlog=2):
+        """asyncio.start_server's shape: handler(reader, writer) runs as a
+        task for each connection; returns the server's task."""
+        from teredo import aio
+        self.tcp_stack()
+        return aio.tcp_server(self, handler, port, backlog)
+
+    def _waiting(self, obj):
+        if obj not in self._waiters:
+            self._waiters.append(obj)
+
+    def _not_waiting(self, obj):
+        if obj in self._waiters:
+            self._waiters.remove(obj)
+
+    def _tcp_wake(self):
+        for w in self._waiters:
+            if w.waiter is not None:
+                w.waiter.set()
+
+    def next_deadline(self):
+        """When the core or the TCP wants its timer (ticks ms)."""
+        d = self.client.next_deadline()
+        if self.tcp is not None:
+            t = self.tcp.next_deadline()
+            if t is not None and _diff(t, d) < 0:
+                d = t
+        return d
+
     def watch(self, stream, callback):
         """Poll stream (readable) with the interface's socket; callback(now)
         runs when it is: an app's own console or sensor, in one wait."""
         self.poller.register(stream, POLLIN)
-        self._watch.append((stream, callback))
+        self._watch.append((stream, callback, stream.fileno() if hasattr(stream, "fileno") else -2))
 
     # ---- ping (blocking, for apps and the console) ------------------------------------
 
@@ -272,25 +343,29 @@ class Interface:
         handled = 0
         wait = timeout_ms
         if self.sock is not None:
-            self._due = c.next_deadline()  # once per turn: it walks the peer table
+            self._due = self.next_deadline()  # once per turn: it walks the peer table
             d = _diff(self._due, now)
             if d < wait:
                 wait = d if d > 0 else 0
         if self.sock is not None or self._watch:
             for ev in self._ipoll(wait):
-                obj = ev[0]
+                obj = ev[0]  # MicroPython: the object; CPython: its fd
                 now = self.ticks()
-                if obj is self.sock:
+                if obj is self.sock or obj == self._fd:
                     handled += self.receive(now)
                 else:
                     for w in self._watch:
-                        if w[0] is obj:
+                        if w[0] is obj or obj == w[2]:
                             w[1](now)
         elif wait > 0:
             _sleep_ms(wait)
         now = self.ticks()
         if self.sock is not None and _diff(now, self._due) >= 0:
             c.on_timer(now)
+            if self.tcp is not None:
+                self.tcp.on_timer(now)
+                self.flush()
+                self._tcp_wake()
         self.flush()
         self._changes()
         return handled
@@ -351,6 +426,13 @@ class Interface:
             s = self._ports.get(c.ev_dport)
             if s is not None:
                 s._push(c.rx, c.ev_src, c.ev_sport, c.ev_off, c.ev_len)
+        elif ev == EV_TCP:
+            if self.tcp is not None:
+                self.tcp.on_segment(c.rx, c.ev_off, c.ev_off + c.ev_len, now)
+                self.flush()
+                self._tcp_wake()
+            else:
+                c.drops[wire.UNSUPPORTED] += 1  # no app uses TCP
         elif ev == EV_ECHO_REPLY:
             self._pong = c.ev_seq
             self._pong_t = now

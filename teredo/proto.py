@@ -22,6 +22,7 @@ NONCE_LEN = 8
 
 # RFC 8200 §3 (RFC 2460): IPv6 header.
 IPV6_HLEN = 40
+NH_TCP = 6
 NH_UDP = 17
 NH_ICMPV6 = 58
 NH_NONE = 59          # "No Next Header": a Teredo bubble (RFC 4380 §2.8)

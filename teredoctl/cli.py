@@ -66,6 +66,8 @@ def add_client(p):
                    help="echo replies per second, 0 for no limit (default 200)")
     p.add_argument("--exit-after-ping", action="store_true",
                    help="exit when the pings are done (status 0 if any reply came back)")
+    p.add_argument("--app", metavar="FILE",
+                   help="run this app module (async def main(iface)) once qualified, as a board would")
 
 
 def cmd_client(args):
