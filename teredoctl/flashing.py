@@ -464,10 +464,10 @@ def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0
     mpy_cross_exe()
     with firmware_restarted(port) as fr:
         fr.done = not reset  # --no-reset: the user asked for the board to stay stopped
-        return _flash(port, board_name, src_dir, reset, timeout, rels, names)
+        return _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app)
 
 
-def _flash(port, board_name, src_dir, reset, timeout, rels, names):
+def _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app):
     say("asking %s for its .mpy version and file hashes" % port)
     info = parse_flash_line(mpremote(port, ["exec", query_code(names)], 60), port)
     cfg = resolve_board(port, board_name, info)
