@@ -190,7 +190,8 @@ class Firmware:
         log("client started, server %s" % self.cfg["server"])
 
     def changed(self, i):
-        """The interface's state or address changed: a status event."""
+        """The interface's state or address, or the app's state, changed: a
+        status event."""
         st = self.status()
         emit({"event": "status", "data": st})
         log("%s%s%s" % (st["state"], (" " + st["address"]) if st["address"] else "",
@@ -286,6 +287,7 @@ class Firmware:
             await asyncio.sleep_ms(100)
         self.app_st["state"] = "running"
         log("app %s started" % APP)
+        self.changed(self.iface)
         try:
             await self.app.main(self.iface)
             self.app_st["state"] = "finished"
@@ -307,6 +309,7 @@ class Firmware:
             for s in list(self.iface._ports.values()):
                 s.close()
         gc.collect()
+        self.changed(self.iface)
 
     # ---- console --------------------------------------------------------------
 

@@ -189,8 +189,13 @@ def test_crashing_app_is_shown_and_the_client_and_console_go_on(lab, board, tmp_
     start = len(b.lines)
     report = udp_exchange(lab, "v6h", st["address"], [(7, 42)])
     assert report[0]["got"] is None  # no echo: the app raised instead
-    ev = b.wait(lambda m: m.get("event") == "app_error", 10, "app_error event")
+    # an app_error event, then a status event showing it
+    b.wait(lambda m: m.get("event") == "status" and m["data"]["app"]["state"] == "crashed", 10,
+           "a status event with the app crashed")
+    events = [m for m in b.messages(start) if m.get("event") in ("app_error", "status")]
+    ev = [m for m in events if m["event"] == "app_error"][0]
     assert ev["app"] == "teredo_user_app" and "RuntimeError: app bug on purpose after 42 bytes" in ev["error"]
+    assert events[-1]["event"] == "status" and events[-1]["data"]["sockets"] == []
     assert any(b"teredo: app teredo_user_app crashed" in ln for ln in b.lines[start:])
     st = b.status()
     assert st["app"]["state"] == "crashed" and "app bug on purpose" in st["app"]["error"]
