@@ -197,10 +197,8 @@ def decode_teredo(a):
     return bytes(a[4:8]), teredo_flags(a), teredo_port(a), bytes(m)
 
 
-def random_flags(rand, cone=False):
+def random_flags(rand):
     """RFC 5991 §4: 12 random bits under mask 0x3CFF from the injected source
-    rand(nbits) -> int; the cone bit (RFC 4380 §4) when behind a cone NAT."""
-    f = rand(16) & proto.FLAG_RANDOM_MASK
-    if cone:
-        f |= proto.FLAG_CONE
-    return f
+    rand(nbits) -> int.  The cone bit (RFC 4380 §4) is always 0 now: peers
+    that trusted it sent straight to NATs that filter (RFC 5991)."""
+    return rand(16) & proto.FLAG_RANDOM_MASK

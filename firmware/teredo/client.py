@@ -30,8 +30,7 @@ DEFAULTS = (
     ("refresh_s", proto.REFRESH_S),      # RFC 4380 §5.2 / RFC 6081 §5.1.1 refresh interval
     ("qual_timeout_ms", proto.QUAL_TIMEOUT_MS),  # T of §5.2.1
     ("qual_tries", proto.QUAL_TRIES),    # N of §5.2.1
-    ("cone_probe", True),                # probe for a cone NAT first (§5.2.1)
-    ("cone_grace_ms", 5),                # wait for the cone RA after the first RA (sent together)
+    ("cone_probe", True),                # also test for a cone NAT (§5.2.1), for status only
     ("backoff_min_ms", 8000),            # offline: first retry of qualification
     ("backoff_max_ms", 128000),          # offline: longest wait between retries
     ("symmetric_retry_ms", 120000),      # symmetric NAT: slow retry
@@ -52,13 +51,16 @@ SYMMETRIC = const(3)
 
 NATS = ("unknown", "cone", "restricted", "symmetric")
 
-# Qualification phases (RFC 4380 §5.2.1, the RS to the primary address with
-# and without the cone bit are sent together; see _send_rs).
+# Qualification phases (RFC 4380 §5.2.1 and §5.2.5).  The client is usable
+# at the first RA from the primary address (one round trip, as miredo); the
+# NAT-type tests of §5.2.1 then run in the background (NT_*) and only set the
+# status field, since RFC 5991 takes the cone bit out of the address.
 PH_NONE = const(0)
-PH_PRIMARY = const(1)     # RS (cone and non-cone) to the primary address
-PH_CONE_WAIT = const(2)   # non-cone RA in; a short wait for the cone RA
-PH_SECONDARY = const(3)   # RS (non-cone) to the secondary address
-PH_REFRESH = const(4)     # qualified; refresh RS outstanding (§5.2.5)
+PH_PRIMARY = const(1)     # RS to the primary address (with the cone RS, see _send_rs)
+PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
+NT_NONE = const(0)
+NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
+NT_S2 = const(2)          # RS to the secondary address outstanding
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
@@ -156,7 +158,10 @@ class Client:
         self.nat = 0
         self.error = None
         self.phase = PH_NONE
-        self.cone = False
+        self.nt = NT_NONE
+        self.nt_tries = 0
+        self.nt_deadline = 0
+        self.warning = None
         self.address = bytearray(16)
         self.has_address = False
         self.mapped4 = bytearray(4)
@@ -166,6 +171,10 @@ class Client:
         self.mtu = proto.MTU_DEFAULT
         self.nonce_cone = bytearray(8)
         self.nonce_nc = bytearray(8)
+        self.nonce_s2 = bytearray(8)
+        self.cone_sent = False
+        self.s2_sent = False  # we have written to the secondary address...
+        self.s2_t = 0         # ... last at this time
         self.tries = 0
         self.deadline = 0
         self.backoff = cfg["backoff_min_ms"]
@@ -199,6 +208,7 @@ class Client:
         offline, saying why, until start() is called again."""
         self._forget_address()
         self.phase = PH_NONE
+        self.warning = None
         self.error = why
         self.backoff = self.cfg["backoff_min_ms"]
         self._set_state(OFFLINE, self._now)
@@ -211,6 +221,8 @@ class Client:
     def next_deadline(self):
         """The earliest time on_timer wants to run (ticks ms)."""
         d = self.deadline
+        if self.nt and _diff(self.nt_deadline, d) < 0:
+            d = self.nt_deadline
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
@@ -286,6 +298,7 @@ class Client:
             "tx": self.tx_count,
             "drops": drops,
             "error": self.error,
+            "warning": self.warning,
         }
 
     # ---- timers -------------------------------------------------------------
@@ -294,6 +307,8 @@ class Client:
         self._now = now
         if _diff(now, self.deadline) >= 0:
             self._state_timer(now)
+        if self.nt and _diff(now, self.nt_deadline) >= 0:
+            self._nat_timer(now)
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
@@ -312,24 +327,17 @@ class Client:
             else:
                 self.deadline = self.refresh_at
             return
-        if ph == PH_CONE_WAIT:
-            self._to_secondary(now)
-            return
-        if ph in (PH_PRIMARY, PH_SECONDARY, PH_REFRESH):
+        if ph == PH_PRIMARY or ph == PH_REFRESH:
             if self.tries < self.cfg["qual_tries"]:
                 self._send_rs(now)
                 return
             if ph == PH_REFRESH:
                 self._lost(now, "server %s stopped answering refreshes; requalifying"
                            % self.server_addr[0])
-            elif ph == PH_PRIMARY:
+            else:
                 self._lost(now, "no answer from Teredo server %s (UDP %d) after %d tries: "
                            "check the server address and that UDP is not blocked"
                            % (self.server_addr[0], proto.PORT, self.tries))
-            else:
-                self._lost(now, "secondary server address %s did not answer; the server "
-                           "needs two consecutive addresses (or set server2)"
-                           % self.server2_addr[0])
             return
         # offline or symmetric: time to try again
         self._qualify(now)
@@ -337,8 +345,34 @@ class Client:
     def _qualify(self, now):
         self._set_state(QUALIFYING, now)
         self.phase = PH_PRIMARY
+        self.nt = NT_NONE
         self.tries = 0
+        self.cone_sent = False
         self._send_rs(now)
+
+    def _nat_timer(self, now):
+        """The background NAT-type test of §5.2.1: no cone RA within T, so
+        ask the secondary address; N tries, T apart."""
+        if self.nt == NT_CONE:
+            self._random(self.nonce_cone, 8)  # a late cone RA is stale from now on
+            self.nt_tries = 0
+        elif self.nt_tries >= self.cfg["qual_tries"]:
+            # §5.2.1 would call the service unusable; but the primary address
+            # answers and relays, so keep serving with the NAT type unknown
+            # (as miredo, which never asks the secondary address).
+            self.nt = NT_NONE
+            self._set_nat(0)
+            self.warning = ("secondary server address %s did not answer: NAT type unknown"
+                            % self.server2_addr[0])
+            if self.state != QUALIFIED:
+                self._qualified(self.first4, self.first_port, self.mtu, now)
+            return
+        self.nt = NT_S2
+        self.nt_tries += 1
+        self.s2_sent = True
+        self.s2_t = now
+        self._rs(self.nonce_s2, False, self.server2_addr)
+        self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
 
     def _lost(self, now, why):
         self._forget_address()
@@ -349,6 +383,7 @@ class Client:
         self.backoff = min(self.backoff * 2, self.cfg["backoff_max_ms"])
 
     def _forget_address(self):
+        self.nt = NT_NONE
         if self.has_address:
             self.has_address = False
             self.changes += 1
@@ -356,29 +391,33 @@ class Client:
             self.peers.free(i)
         self.relay = None
 
+    def _set_nat(self, nat):
+        if self.nat != nat:
+            self.nat = nat
+            self.changes += 1  # shells report status at every change
+
     def _set_state(self, s, now):
         if self.state != s:
             self.state = s
             self.changes += 1
 
     def _send_rs(self, now):
-        """RS with a fresh nonce (RFC 5991 §3).  In the primary phase the RS
-        with the cone bit and the one without go out together: the cone RA
+        """RS with a fresh nonce (RFC 5991 §3) to the primary address.  While
+        qualifying, the RS with the cone bit goes out with it: the cone RA
         comes from the other server address (RFC 4380 §5.3.2), which a
-        restricted NAT drops because we have not yet sent to that address; so
-        both tests run in one round trip instead of N*T seconds apart.  A late
-        cone RA after we write to the secondary address carries an old nonce
-        and is refused, so it cannot mislabel a restricted NAT as cone."""
+        restricted NAT lets in only if we wrote to that address ourselves.
+        So the cone test is made only when we have not written to the
+        secondary address within a NAT's UDP timeout (RFC 4787 REQ-5): after
+        a restart, our own earlier RS would still hold the filter open and a
+        restricted NAT would pass for a cone one.  Refreshes never carry the
+        cone bit: since RFC 5991 our address has C = 0 (§5.2.5 asks for the
+        cone bit that qualified us)."""
         self.tries += 1
-        ph = self.phase
-        if ph == PH_PRIMARY:
-            if self.cfg["cone_probe"]:
-                self._rs(self.nonce_cone, True, self.server_addr)
-            self._rs(self.nonce_nc, False, self.server_addr)
-        elif ph == PH_SECONDARY:
-            self._rs(self.nonce_nc, False, self.server2_addr)
-        else:  # refresh with the cone bit that got us qualified (§5.2.5)
-            self._rs(self.nonce_cone if self.cone else self.nonce_nc, self.cone, self.server_addr)
+        if (self.phase == PH_PRIMARY and self.cfg["cone_probe"]
+                and (not self.s2_sent or _diff(now, self.s2_t) >= proto.NAT_UDP_TIMEOUT_MS)):
+            self.cone_sent = True
+            self._rs(self.nonce_cone, True, self.server_addr)
+        self._rs(self.nonce_nc, False, self.server_addr)
         self.deadline = _add(now, self.cfg["qual_timeout_ms"])
 
     def _rs(self, nonce, cone, to):
@@ -389,12 +428,6 @@ class Client:
             return
         n = wire.build_rs(self.arena, o, nonce, cone)
         self._tx(self.arena_mv, o, n, to)
-
-    def _to_secondary(self, now):
-        self._random(self.nonce_cone, 8)  # a late cone RA is now stale
-        self.phase = PH_SECONDARY
-        self.tries = 0
-        self._send_rs(now)
 
     # ---- receive ------------------------------------------------------------
 
@@ -550,7 +583,9 @@ class Client:
         hdr = self.hdr
         ip = hdr[wire.H_IP]
         cone_dst = wire.eq(rx, ip + 24, proto.LL_CONE, 0, 16)
-        nonce = self.nonce_cone if cone_dst else self.nonce_nc
+        from_primary = wire.eq(src4, 0, self.server4, 0, 4)
+        # one nonce per kind of RS outstanding: cone, primary, secondary
+        nonce = self.nonce_cone if cone_dst else (self.nonce_nc if from_primary else self.nonce_s2)
         ll = proto.LL_CONE if cone_dst else proto.LL_NONCONE
         r = wire.parse_ra(rx, hdr, nonce, ll, self.server4, self.res, self.tmp4)
         if r:
@@ -558,54 +593,68 @@ class Client:
             return
         self._random(nonce, 8)  # one RA per nonce: replays are now stale
         self.last_server = now  # §5.2.3: a valid RA is an interaction with the server
+        m4 = self.tmp4
         port = self.res[0]
         mtu = self.res[1]
-        ph = self.phase
-        from_primary = wire.eq(src4, 0, self.server4, 0, 4)
-        if ph in (PH_PRIMARY, PH_CONE_WAIT):
-            if cone_dst:
-                if from_primary:
-                    # A cone RA must come from the other address (§5.3.2);
-                    # from the same one it proves nothing about the NAT.
-                    self._drop(wire.RA_INVALID)
-                    return
-                self._qualified(True, 1, self.tmp4, port, mtu, now)
+        qualifying = self.state == QUALIFYING and self.phase == PH_PRIMARY
+        if cone_dst:
+            # A cone RA must come from the other address (§5.3.2); from the
+            # same one it proves nothing about the NAT.
+            if from_primary or not (qualifying or self.nt == NT_CONE):
+                self._drop(wire.RA_INVALID)
                 return
-            if ph == PH_PRIMARY and from_primary:
-                self.first4[0:4] = self.tmp4
-                self.first_port = port
-                if self.cfg["cone_probe"]:
-                    self.phase = PH_CONE_WAIT
-                    self.deadline = _add(now, self.cfg["cone_grace_ms"])
-                else:
-                    self._to_secondary(now)
-                return
-            self._drop(wire.RA_INVALID)
+            self._set_nat(1)
+            self.nt = NT_NONE
+            if self.state != QUALIFIED:
+                self._qualified(m4, port, mtu, now)
             return
-        if ph == PH_SECONDARY:
-            if cone_dst or from_primary:
+        if not from_primary:
+            if self.nt != NT_S2:
                 self._drop(wire.RA_NONCE)
                 return
-            if port == self.first_port and wire.eq(self.tmp4, 0, self.first4, 0, 4):
-                self._qualified(False, 2, self.tmp4, port, mtu, now)
-            else:
-                # §5.2.1: different mappings for the two server addresses
-                self.phase = PH_NONE
-                self._forget_address()
-                self.nat = 3
-                self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
-                              "then %s:%d); Teredo cannot work through it. Forward a UDP "
-                              "port to this device and set it as the client port "
-                              "(RFC 4380 §5.2.10). Retrying every %d s."
-                              % (addr.format_ipv4(self.first4), self.first_port,
-                                 addr.format_ipv4(self.tmp4), port,
-                                 self.cfg["symmetric_retry_ms"] // 1000))
-                self._set_state(SYMMETRIC, now)
-                self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
+            self.nt = NT_NONE
+            if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
+                self._set_nat(2)
+                if self.state != QUALIFIED:
+                    self._qualified(m4, port, mtu, now)
+                return
+            # §5.2.1: different mappings for the two server addresses
+            self.phase = PH_NONE
+            self._forget_address()
+            self.nat = 3
+            self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
+                          "then %s:%d); Teredo cannot work through it. Forward a UDP "
+                          "port to this device and set it as the client port "
+                          "(RFC 4380 §5.2.10). Retrying every %d s."
+                          % (addr.format_ipv4(self.first4), self.first_port,
+                             addr.format_ipv4(m4), port,
+                             self.cfg["symmetric_retry_ms"] // 1000))
+            self._set_state(SYMMETRIC, now)
+            self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
             return
-        if ph == PH_REFRESH or self.state == QUALIFIED:
+        if qualifying:
+            # the primary's answer: usable now; the NAT type follows (§5.2.1)
+            self.first4[0:4] = m4
+            self.first_port = port
+            self.mtu = mtu
+            self.warning = None
+            if self.nat == 3:
+                # it was symmetric: test again before using the address
+                self.phase = PH_NONE
+                self.deadline = _add(now, HALF - 1)
+            else:
+                self._qualified(m4, port, mtu, now)
+                self._set_nat(0)
+            self.nt_tries = 0
+            if self.cone_sent:
+                self.nt = NT_CONE
+                self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
+            else:
+                self._nat_timer(now)
+            return
+        if self.state == QUALIFIED:
             # §5.2.5: the mapping must still match our address
-            if port == self.mapped_port and wire.eq(self.tmp4, 0, self.mapped4, 0, 4):
+            if port == self.mapped_port and wire.eq(m4, 0, self.mapped4, 0, 4):
                 self.phase = PH_NONE
                 self.tries = 0
                 self.mtu = mtu
@@ -615,20 +664,17 @@ class Client:
             self._forget_address()
             self._qualify(now)
             self.error = ("NAT mapping changed (was %s, now %s:%d); requalified"
-                          % (old, addr.format_ipv4(self.tmp4), port))
+                          % (old, addr.format_ipv4(m4), port))
             return
         self._drop(wire.RA_NONCE)
 
-    def _qualified(self, cone, nat, mapped4, port, mtu, now):
+    def _qualified(self, mapped4, port, mtu, now):
         """§5.2.1: build our address from the RA's prefix and the origin
-        indication, with RFC 5991 random flag bits."""
-        self.cone = cone
-        self.nat = nat
+        indication, with RFC 5991 random flag bits and the cone bit 0."""
         self.mapped4[0:4] = mapped4
         self.mapped_port = port
         self.mtu = mtu
-        flags = addr.random_flags(self.rand, cone)
-        addr.build_teredo(self.server4, flags, port, mapped4, self.address, 0)
+        addr.build_teredo(self.server4, addr.random_flags(self.rand), port, mapped4, self.address, 0)
         self.has_address = True
         self.error = None
         self.phase = PH_NONE

@@ -59,6 +59,9 @@ REFRESH_S = 30
 PEER_VALID_MS = 30000
 PROBE_RETRY_MS = 2000
 PROBE_TRIES = 3
+# RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
+# 2 minutes, 5 recommended; what we sent within this time may still hold it.
+NAT_UDP_TIMEOUT_MS = 300000
 # RFC 4380 §5.2.6: bubble rate limits.
 BUBBLE_MIN_GAP_MS = 2000
 BUBBLE_WINDOW_MS = 300000

@@ -584,6 +584,7 @@ class Fuzzer:
         ch0 = c.changes
         st0 = c.state
         ph0 = c.phase
+        nt0 = c.nt
         now = self.tick(1 + self.r(8))
         ev = c.on_datagram(buf, n, self.src4[si], self.sport[si], now)
         tot = 0
@@ -611,7 +612,7 @@ class Fuzzer:
             return _E_MULTI
         self.multi[tot] += 1
         if tot == 0 and ev == 0 and ntx == 0 and c.changes == ch0 and c.state == st0 \
-                and c.phase == ph0 and not self.touched(now) \
+                and c.phase == ph0 and c.nt == nt0 and not self.touched(now) \
                 and not (si <= _S_SERVER2 and c.last_server == now):
             return _E_SILENT
         if tot == 0 and ev == 0 and ntx == 0:

@@ -177,10 +177,11 @@ class Net:
 
 
 def qualified(nat="restricted", **opts):
-    """A Net whose client has qualified (2 s of fake time)."""
+    """A Net whose client has qualified and finished its NAT-type test
+    (T = 4 s of waiting for a cone RA, then the secondary address: 5 s)."""
     n = Net(nat, **opts)
     n.start()
-    n.run(2000)
+    n.run(5000)
     assert n.c.status()["state"] == "qualified", n.c.status()
     return n
 
