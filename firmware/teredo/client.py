@@ -642,8 +642,9 @@ class Client:
                 # it was symmetric: test again before using the address
                 self.phase = PH_NONE
                 self.deadline = _add(now, HALF - 1)
+            elif self._qualified(m4, port, mtu, now) and self.nat:
+                return  # same mapping and server as before: the NAT type stands
             else:
-                self._qualified(m4, port, mtu, now)
                 self._set_nat(0)
             self.nt_tries = 0
             if self.cone_sent:
@@ -670,11 +671,18 @@ class Client:
 
     def _qualified(self, mapped4, port, mtu, now):
         """§5.2.1: build our address from the RA's prefix and the origin
-        indication, with RFC 5991 random flag bits and the cone bit 0."""
+        indication, with RFC 5991 random flag bits and the cone bit 0.  When
+        the server and mapping are those of the last address (a blip, a
+        restart), the flag bits are kept too, so the address stays the same
+        (as miredo).  Returns True then."""
+        a = self.address
+        same = (wire.eq(a, 4, self.server4, 0, 4) and addr.teredo_port(a, 0) == port
+                and addr.teredo_mapped_matches(a, 0, mapped4, 0))
         self.mapped4[0:4] = mapped4
         self.mapped_port = port
         self.mtu = mtu
-        addr.build_teredo(self.server4, addr.random_flags(self.rand), port, mapped4, self.address, 0)
+        addr.build_teredo(self.server4, addr.teredo_flags(a, 0) if same else addr.random_flags(self.rand),
+                          port, mapped4, a, 0)
         self.has_address = True
         self.error = None
         self.phase = PH_NONE
@@ -683,6 +691,7 @@ class Client:
         self.changes += 1
         self._set_state(QUALIFIED, now)
         self._schedule_refresh(now)
+        return same
 
     def _schedule_refresh(self, now):
         """§5.2: randomised refresh interval, 75..100 % of the interval."""

@@ -234,3 +234,27 @@ def test_cone_ra_after_the_wait_is_stale_and_restricted_is_reported():
     _ra(n, nonces[(SERVER, True)], True, SERVER2)  # now the filter is open
     st = c.status()
     assert st["nat"] == "restricted" and st["drops"].get("ra_nonce") == 1
+
+
+def test_requalifying_with_the_same_mapping_keeps_the_address():
+    # review A11: a blip or restart with an unchanged server and mapping
+    # keeps the RFC 5991 flag bits (as miredo), so the address is the same
+    n = qualified("restricted")
+    c = n.c
+    old = c.status()["address"]
+    sent = len(rs_sent(n))
+    c.stop("blip")
+    n.run(1000)
+    c.start(n.now)
+    n.flush()
+    st = c.status()
+    assert st["state"] == "qualified" and st["address"] == old and st["nat"] == "restricted"
+    n.run(10000)
+    assert len(rs_sent(n)) == sent + 1  # one RS: the NAT type stands, no new test
+    # a changed mapping still gives new flag bits (and a new test)
+    c.stop("blip")
+    n.base_port = 51000
+    c.start(n.now)
+    n.flush()
+    a = addr.parse_ipv6(c.status()["address"])
+    assert addr.teredo_port(a) == 51000 and a[8:10] != addr.parse_ipv6(old)[8:10]
