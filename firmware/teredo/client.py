@@ -68,7 +68,7 @@ EV_NONE = const(0)
 EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 
-UNREACHABLE = const(19)
+UNREACHABLE = const(20)
 DROP_NAMES = wire.DROP_NAMES + ("unreachable",)
 
 RX_BYTES = const(1536)
@@ -446,6 +446,7 @@ class Client:
         if r:
             self._drop(r)
             return EV_NONE
+        n = hdr[wire.H_END]  # RFC 6081 trailers, if any, end here
         self.rx_count += 1
         ip = hdr[wire.H_IP]
         nh = rx[ip + 6]

@@ -20,6 +20,12 @@ AUTH_FIXED = 13       # 4 octets + 8 octets nonce + 1 confirmation octet
 ORIGIN_LEN = 8
 NONCE_LEN = 8
 
+# RFC 6081 §4 trailers after the IPv6 packet: the value length of each type
+# we know, by type: 1 nonce (4), 4 neighbor discovery option (4), 5 random
+# port (2); 3 is the alternate address trailer, 2 + 6 per address (8..26).
+TRAILER_LENS = b"\x00\x04\x00\x00\x04\x02"
+TRAILER_ALT_ADDR = 3
+
 # RFC 8200 §3 (RFC 2460): IPv6 header.
 IPV6_HLEN = 40
 NH_UDP = 17

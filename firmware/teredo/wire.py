@@ -32,17 +32,18 @@ TX_FULL = const(15)       # no room left in the transmit ring
 RATE_LIMITED = const(16)  # a reply or bubble held back by a rate limit
 FROM_SERVER = const(17)   # unexpected packet from the server
 TOO_BIG = const(18)       # larger than the link MTU
+TRAILER = const(19)       # malformed RFC 6081 trailer after the IPv6 packet
 
 DROP_NAMES = ("ok", "short", "encap", "not_ipv6", "length", "checksum", "ra_invalid",
               "ra_nonce", "not_for_us", "spoofed", "untrusted", "non_global",
               "not_qualified", "unsupported", "queue_full", "tx_full", "rate_limited",
-              "from_server", "too_big")
+              "from_server", "too_big", "trailer")
 
 # Indexes into the header-offsets list filled by parse_encap.
 H_IP = const(0)       # offset of the IPv6 header
 H_NONCE = const(1)    # offset of the auth nonce, -1 when no auth header
 H_ORIGIN = const(2)   # offset of the origin indication, -1 when none
-H_END = const(3)      # end of the datagram (n)
+H_END = const(3)      # end of the IPv6 packet (RFC 6081 trailers may follow)
 
 
 # ---- Internet checksum (RFC 1071), pseudo-header per RFC 8200 §8.1 --------
@@ -90,12 +91,12 @@ def set_l4_checksum(buf, ip, nh, plen, field):
 
 def parse_encap(buf, n, hdr):
     """Find the auth header, origin indication and IPv6 packet in the UDP
-    payload buf[0:n].  Fills hdr[H_IP], hdr[H_NONCE], hdr[H_ORIGIN], hdr[H_END].
-    The authentication header must come first, each header at most once, and
-    the IPv6 payload length must match what is left of the datagram."""
+    payload buf[0:n].  Fills hdr[H_IP], hdr[H_NONCE], hdr[H_ORIGIN] and
+    hdr[H_END], the end of the IPv6 packet.  The authentication header must
+    come first, each header at most once, and the IPv6 packet must fit in
+    the datagram; what follows it must be well-formed RFC 6081 trailers."""
     hdr[H_NONCE] = -1
     hdr[H_ORIGIN] = -1
-    hdr[H_END] = n
     if n < proto.IPV6_HLEN:
         return SHORT
     off = 0
@@ -118,10 +119,26 @@ def parse_encap(buf, n, hdr):
         return ENCAP if buf[off] == 0 else NOT_IPV6
     if n - off < proto.IPV6_HLEN:
         return SHORT
-    plen = (buf[off + 4] << 8) | buf[off + 5]
-    if plen + proto.IPV6_HLEN != n - off:
+    end = off + proto.IPV6_HLEN + ((buf[off + 4] << 8) | buf[off + 5])
+    if end > n:
         return LENGTH
+    # RFC 6081 §4: trailers (type, length of the value, value) may follow the
+    # IPv6 packet; Windows peers put them on bubbles.  Those we know must
+    # have their lengths; unknown types are skipped; none may overrun.
+    o = end
+    while o < n:
+        if o + 2 > n or o + 2 + buf[o + 1] > n:
+            return TRAILER
+        t = buf[o]
+        k = buf[o + 1]
+        if t == proto.TRAILER_ALT_ADDR:
+            if k < 8 or k > 26 or (k - 2) % 6:
+                return TRAILER
+        elif t < len(proto.TRAILER_LENS) and proto.TRAILER_LENS[t] and k != proto.TRAILER_LENS[t]:
+            return TRAILER
+        o += 2 + k
     hdr[H_IP] = off
+    hdr[H_END] = end
     return OK
 
 

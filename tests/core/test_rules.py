@@ -4,6 +4,7 @@
 # every non-global range, and connectivity-test replies that do not match.
 # Against harness.Net with a fake clock, on CPython and MicroPython alike.
 from teredo import addr, proto, wire
+from teredo.client import EV_UDP
 from teredo.peers import F_TRUSTED, NF
 from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified
 
@@ -236,3 +237,25 @@ def test_no_bubble_to_port_zero():
     assert n.c.send_udp(peer, 9, 9, b"x", n.now) == wire.NON_GLOBAL
     n.flush()
     assert not [e for e in n.log if e[0] == "out" and e[2] == 0]
+
+
+def test_bubble_with_rfc6081_trailers_from_a_teredo_peer_is_trusted():
+    # review A3: Windows peers append trailers (RFC 6081 §4) to bubbles
+    n = qualified()
+    c = n.c
+    for i, tail in enumerate((b"\x01\x04\x01\x02\x03\x04", b"\x04\x04\x01\x00\x00\x00\x05\x02\x9c\x41")):
+        d = peer_bubble(c, 40001 + i) + tail
+        feed(n, d, PEER4, 40001 + i)
+        p = c.peers.find(d, 8)
+        assert p >= 0 and c.peers.v[p * NF + F_TRUSTED], tail
+    # a malformed trailer drops the datagram, counted
+    d = peer_bubble(c, 40009) + b"\x01\x04\x01"
+    feed(n, d, PEER4, 40009)
+    assert c.peers.find(d, 8) < 0 and drops(c, "trailer") == 1
+    assert drops(c, "length") == 0
+    # a trusted peer's UDP datagram with a trailer is delivered, without it
+    b = bytearray(48 + 3)
+    wire.build_udp6(b, 0, addr.build_teredo(ip4(SERVER), 0, 40001, ip4(PEER4)), c.address, 9, 9, b"abc", 3)
+    d = bytes(b) + b"\x01\x04\x01\x02\x03\x04"
+    assert feed(n, d, PEER4, 40001) == EV_UDP
+    assert c.ev_len == 3 and d[c.ev_off:c.ev_off + 3] == b"abc"

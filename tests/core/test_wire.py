@@ -70,13 +70,39 @@ def test_encap_rejections():
     v4 = bytearray(60)
     v4[0] = 0x45
     assert wire.parse_encap(v4, 60, hdr) == wire.NOT_IPV6
-    # payload length larger / smaller than the datagram
+    # payload length larger than the datagram; smaller: what follows must
+    # be RFC 6081 trailers (here 3 bytes, a cut one)
     b = bytearray(44)
     wire.build_bubble(b, 0, ip6("2001::1"), ip6("2001::2"))
-    assert wire.parse_encap(b, 44, hdr) == wire.LENGTH
+    assert wire.parse_encap(b, 43, hdr) == wire.TRAILER
     b[5] = 8
     assert wire.parse_encap(b, 40, hdr) == wire.LENGTH
     assert wire.parse_encap(b, 48, hdr) == wire.LENGTH or len(b) < 48
+
+
+def test_rfc6081_trailers_are_walked():
+    # RFC 6081 §4: type, length of the value, value; after the IPv6 packet
+    hdr = [0, 0, 0, 0]
+    bub = bytearray(40)
+    wire.build_bubble(bub, 0, ip6("2001::1"), ip6("2001::2"))
+    nonce = b"\x01\x04\x01\x02\x03\x04"
+    alt = b"\x03\x08\x00\x00\xc6\x33\x64\x4d\x9c\x41"  # one address: 198.51.100.77:40001
+    nd = b"\x04\x04\x00\x00\x00\x00"
+    port = b"\x05\x02\x9c\x41"
+    unknown = b"\x99\x03abc"
+    for tail in (nonce, alt, nd, port, unknown, nonce + alt + nd + port + unknown):
+        d = bytes(bub) + tail
+        assert wire.parse_encap(d, len(d), hdr) == wire.OK, tail
+        assert hdr[wire.H_IP] == 0 and hdr[wire.H_END] == 40
+    # the same behind an origin indication
+    d = bytes(8) + bytes(bub) + nonce
+    assert wire.parse_encap(d, len(d), hdr) == wire.OK and hdr[wire.H_END] == 48
+    # malformed: cut, overrunning, known types with wrong lengths
+    for tail in (b"\x01", b"\x01\x04\x01\x02", nonce + b"\x05", b"\x01\x05\x01\x02\x03\x04\x05",
+                 b"\x03\x07" + bytes(7), b"\x03\x0b" + bytes(11), b"\x03\x20" + bytes(32),
+                 b"\x04\x02\x00\x00", b"\x05\x04\x00\x00\x00\x00"):
+        d = bytes(bub) + tail
+        assert wire.parse_encap(d, len(d), hdr) == wire.TRAILER, tail
 
 
 def _ra(**kw):
