@@ -241,8 +241,8 @@ def parse_ra(buf, hdr, nonce, ll_dst, server4, res, mapped4):
     auth header with our nonce, origin indication, hop limit 255, link-local
     source, destination = the RS source ll_dst, ICMPv6 type 134 code 0 with a
     correct checksum, options well formed (no zero length), exactly one Prefix
-    Information option holding the /64 2001:0:<server4>, an MTU option (if
-    any) in 1280..65535.  On success res[0] = mapped port, res[1] = MTU and
+    Information option holding the /64 2001:0:<server4>; an MTU option's
+    value is used only from 1280 up to MTU_MAX.  On success res[0] = mapped port, res[1] = MTU and
     mapped4 holds the mapped IPv4 from the origin indication."""
     ip = hdr[H_IP]
     n = hdr[H_END]
@@ -281,10 +281,13 @@ def parse_ra(buf, hdr, nonce, ll_dst, server4, res, mapped4):
         elif t == proto.OPT_MTU:
             if olen != 8:
                 return RA_INVALID
-            hi = (buf[o + 4] << 8) | buf[o + 5]
-            mtu = (buf[o + 6] << 8) | buf[o + 7]
-            if hi or mtu < proto.MTU_MIN:
-                return RA_INVALID
+            # RFC 4861 §6.3.4: a value below the IPv6 minimum is not used (the
+            # RA stands); above what our buffers receive it is clamped
+            v = (buf[o + 6] << 8) | buf[o + 7]
+            if buf[o + 4] or buf[o + 5]:
+                v = proto.MTU_MAX
+            if v >= proto.MTU_MIN:
+                mtu = v if v < proto.MTU_MAX else proto.MTU_MAX
         o += olen
     if prefixes != 1:
         return RA_INVALID

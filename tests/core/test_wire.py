@@ -124,11 +124,19 @@ def _parse_ra(b, nonce=NONCE, ll=proto.LL_NONCONE):
 
 
 def test_ra_strict_accepts_a_good_one():
-    r, v = _parse_ra(_ra(mtu=1400))
+    r, v = _parse_ra(_ra(mtu=1280))
     assert r == wire.OK
-    assert v == (50000, 1400, ip4("203.0.113.7"))
+    assert v == (50000, 1280, ip4("203.0.113.7"))
     r, v = _parse_ra(_ra(mtu_opt=False))
     assert r == wire.OK and v[1] == 1280
+
+
+def test_ra_mtu_option_out_of_range_is_ignored_or_clamped():
+    # review A8, RFC 4861 §6.3.4: below 1280 the option is not used (the RA
+    # stands, MTU 1280); above what we can receive it is clamped to MTU_MAX
+    for mtu in (0, 1000, 1279, 1280, 1281, 1400, 9000, 65535, 65536, 2 ** 32 - 1):
+        r, v = _parse_ra(_ra(mtu=mtu))
+        assert r == wire.OK and v[1] == proto.MTU_MAX == 1280, (mtu, r, v)
 
 
 def test_ra_strict_rejections():
@@ -141,9 +149,7 @@ def test_ra_strict_rejections():
     assert _parse_ra(_ra(prefixes=0))[0] == wire.RA_INVALID
     assert _parse_ra(_ra(prefixes=2))[0] == wire.RA_INVALID
     assert _parse_ra(_ra(server4=ip4("198.51.100.99")))[0] == wire.RA_INVALID
-    assert _parse_ra(_ra(mtu=1279))[0] == wire.RA_INVALID
-    assert _parse_ra(_ra(mtu=65536))[0] == wire.RA_INVALID
-    assert _parse_ra(_ra(mtu=65535))[0] == wire.OK
+    assert _parse_ra(_ra(extra=b"\x05\x02" + bytes(14)))[0] == wire.RA_INVALID  # MTU option of 16 bytes
     # a zero-length option would loop forever in a naive parser
     assert _parse_ra(_ra(extra=b"\x01\x00\x00\x00\x00\x00\x00\x00"))[0] == wire.RA_INVALID
     b = _ra()

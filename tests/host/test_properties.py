@@ -183,9 +183,10 @@ def options_model(opts):
                 return False, 0
             prefixes += 1
         elif o[0] == "mtu":
-            if o[2] != 1 or not proto.MTU_MIN <= o[1] <= proto.MTU_MAX:
+            if o[2] != 1:
                 return False, 0
-            mtu = o[1]
+            if o[1] >= proto.MTU_MIN:  # RFC 4861 §6.3.4: smaller is not used
+                mtu = min(o[1], proto.MTU_MAX)
         elif o[2] == 0:
             return False, 0
     return prefixes == 1, mtu
