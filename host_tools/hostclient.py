@@ -49,6 +49,20 @@ def local_address(server, port):
         s.close()
 
 
+def udp_socket():
+    """The client's UDP socket.  RFC 4380 §5.1.2: a Teredo client SHOULD NOT
+    set the Don't Fragment bit; Linux sets it by default (path MTU
+    discovery, IP_PMTUDISC_WANT), so turn that off where the option exists."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if sys.platform.startswith("linux"):
+        try:
+            s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10),
+                         getattr(socket, "IP_PMTUDISC_DONT", 0))
+        except OSError as e:
+            log("cannot clear DF (IP_MTU_DISCOVER): %s" % e.strerror)
+    return s
+
+
 def log(msg):
     print("teredoctl client: %s" % msg, file=sys.stderr, flush=True)
 
@@ -64,7 +78,7 @@ def run(args):
     client = Client(args.server, args.server2, rand=rng.getrandbits, refresh_s=args.refresh,
                     echo_rate=args.echo_rate)
     ping_dst = addr.parse_ipv6(args.ping) if args.ping else None
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = udp_socket()
     try:
         sock.bind(("0.0.0.0", args.port))
     except OSError as e:

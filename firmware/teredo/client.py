@@ -541,8 +541,9 @@ class Client:
         if nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
             if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
                 r = wire.LENGTH
-            elif wire.l4_sum(rx, ip, nh, plen) != 0xFFFF:
-                r = wire.CHECKSUM
+            elif (wire.l4_sum(rx, ip, nh, plen) != 0xFFFF
+                  or (nh == proto.NH_UDP and rx[ip + 46] == 0 and rx[ip + 47] == 0)):
+                r = wire.CHECKSUM  # RFC 8200 §8.1: a zero UDP checksum over IPv6 is discarded
             elif nh == proto.NH_UDP:
                 self.ev_src = ip + 8
                 self.ev_sport = (rx[ip + 40] << 8) | rx[ip + 41]
@@ -695,9 +696,11 @@ class Client:
         return same
 
     def _schedule_refresh(self, now):
-        """§5.2: randomised refresh interval, 75..100 % of the interval."""
+        """§5.2: randomised refresh interval, 75..100 % of the interval.
+        Every intermediate stays under 2**30 (900000 * 1023 at most): a big
+        int is a heap allocation on a 32-bit board."""
         r = self.cfg["refresh_s"] * 1000
-        jitter = (self.rand(16) * (r // 4)) >> 16
+        jitter = ((r // 4) * self.rand(10)) >> 10
         self.refresh_at = _add(now, r - jitter)
         if self.phase != PH_REFRESH:
             self.deadline = self.refresh_at

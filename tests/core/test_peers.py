@@ -158,3 +158,54 @@ def test_status_fields():
         assert k in st, k
     assert st["local"] == LOCAL + ":40000"
     assert st["uptime_s"] == 5
+
+
+class _Tracked(int):
+    """An int that records the largest product it takes part in."""
+    top = [0]
+
+    def __mul__(self, other):
+        v = int(self) * int(other)
+        _Tracked.top[0] = max(_Tracked.top[0], abs(v))
+        return v
+
+    __rmul__ = __mul__
+
+
+def test_refresh_jitter_stays_in_small_ints():
+    # review A12: rand(16) * (r // 4) is a big int (a heap allocation on a
+    # 32-bit board) once refresh_s >= 66.  The check needs CPython's
+    # reflected operators on int subclasses; MicroPython skips it.
+    import sys
+    if sys.implementation.name != "cpython":
+        return
+    for refresh_s in (10, 66, 3600):
+        _Tracked.top[0] = 0
+        c = Client(SERVER, rand=lambda bits: _Tracked((1 << bits) - 1), refresh_s=refresh_s)
+        c._schedule_refresh(1000)
+        assert 0 < _Tracked.top[0] < 2 ** 30, (refresh_s, _Tracked.top[0])
+        r = refresh_s * 1000
+        assert 1000 + r * 3 // 4 <= c.refresh_at <= 1000 + r
+
+
+def test_udp_with_zero_checksum_is_dropped():
+    # RFC 8200 §8.1: a zero UDP checksum over IPv6 is not "no checksum"; even
+    # one whose data make the sum come out right is discarded
+    n = qualified()
+    c = n.c
+    peer = _teredo_peer()
+    b = bytearray(48 + 2)
+    wire.build_udp6(b, 0, peer, c.address, 9, 9, b"\x00\x00", 2)
+    k = (b[46] << 8) | b[47]
+    b[46] = b[47] = 0
+    b[48] = k >> 8  # move the checksum into the data: the sum still holds
+    b[49] = k & 0xFF
+    assert wire.l4_sum(b, 0, proto.NH_UDP, 10) == 0xFFFF
+    n.opened.append(("198.51.100.77", 40001))
+    n.inbound(bytes(b), "198.51.100.77", 40001)
+    n.flush()
+    assert n.c.status()["drops"].get("checksum") == 1 and not n.events
+    b[46] = b[47] = 0xFF  # control: 0xFFFF is the same sum, and accepted
+    n.inbound(bytes(b), "198.51.100.77", 40001)
+    n.flush()
+    assert n.events and n.events[0][0] == EV_UDP
