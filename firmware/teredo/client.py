@@ -738,7 +738,11 @@ class Client:
         if not peers.enqueue(p, buf, ip, n):
             return self._drop(wire.QUEUE_FULL)
         if v[b + F_PROBES] == 0:
-            v[b + F_PROBES] = proto.PROBE_TRIES + 1
+            # §5.2.4 cases 2 and 5: the test (or bubbles) once, then repeated
+            # up to 3 times 2 s apart, and a last 2 s for the answer; one
+            # nonce for the whole test, so a late reply still counts (§5.2.9)
+            v[b + F_PROBES] = proto.PROBE_TRIES + 2
+            self._random(peers.nonce, 8, p * 8)
             self._probe(p, now)
         return 0
 
@@ -760,10 +764,6 @@ class Client:
             self._bubbles(p, now)
             return
         nonce = peers.nonce
-        for k in range(p * 8, p * 8 + 8, 2):
-            r = self.rand(16)
-            nonce[k] = r >> 8
-            nonce[k + 1] = r & 0xFF
         o = self._arena(56)
         if o < 0:
             self._drop(wire.TX_FULL)
@@ -873,11 +873,11 @@ class Client:
         self.drops[reason] += 1
         return reason
 
-    def _random(self, buf, n):
-        for i in range(0, n, 2):
+    def _random(self, buf, n, off=0):
+        for i in range(off, off + n, 2):
             v = self.rand(16)
             buf[i] = v >> 8
-            if i + 1 < n:
+            if i + 1 < off + n:
                 buf[i + 1] = v & 0xFF
 
     def _token(self, k, now, rate, burst):

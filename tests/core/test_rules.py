@@ -259,3 +259,39 @@ def test_bubble_with_rfc6081_trailers_from_a_teredo_peer_is_trusted():
     d = bytes(b) + b"\x01\x04\x01\x02\x03\x04"
     assert feed(n, d, PEER4, 40001) == EV_UDP
     assert c.ev_len == 3 and d[c.ev_off:c.ev_off + 3] == b"abc"
+
+
+def _tests_sent(n):
+    return [e[3] for e in n.log if e[0] == "out" and e[1] == SERVER and e[3][6] == proto.NH_ICMPV6
+            and e[3][40] == proto.ICMP_ECHO_REQUEST and e[3][24:40] == ip6(V6HOST)]
+
+
+def test_connectivity_test_once_plus_three_repeats_with_one_nonce():
+    # review A7: §5.2.4 case 2 "repeated up to 3 times", 2 s apart
+    n = qualified()
+    c = n.c
+    n.relay_up = False
+    assert c.ping(ip6(V6HOST), 1, n.now) == 0
+    n.flush()
+    n.run(7000)
+    tests = _tests_sent(n)
+    assert len(tests) == 4
+    assert len(set(t[48:56] for t in tests)) == 1
+    assert drops(c, "unreachable") == 0
+    n.run(2000)
+    assert drops(c, "unreachable") == 1 and len(_tests_sent(n)) == 4
+
+
+def test_late_reply_to_the_first_test_still_counts():
+    n = qualified()
+    c = n.c
+    n.relay_up = False
+    c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    first = _tests_sent(n)[0][48:56]
+    n.run(2500)  # repeated once already: an RTT over 2 s
+    assert len(_tests_sent(n)) == 2
+    sent(c)
+    feed(n, _test_reply(c, first), RELAY, proto.PORT)
+    assert c.status()["relay"] == RELAY + ":3544"
+    assert [(ip, port) for ip, port, _ in sent(c)] == [(RELAY, proto.PORT)]  # the ping, dequeued
