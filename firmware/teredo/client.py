@@ -74,6 +74,7 @@ DROP_NAMES = wire.DROP_NAMES + ("unreachable",)
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
 TX_SLOTS = const(8)
+ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_origin_gap)
 HALF = const(0x20000000)
 
 
@@ -184,6 +185,10 @@ class Client:
         self.relay = None
         self.local = None
         self._now = 0
+        self.og4 = bytearray(4 * ORIGIN_SLOTS)
+        self.og_port = [0] * ORIGIN_SLOTS
+        self.og_t = [0] * ORIGIN_SLOTS
+        self.og_next = 0
         self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000]
         self.tokens_t = [0, 0]
         self.ev_seq = 0
@@ -466,13 +471,8 @@ class Client:
             # with it (RAs count once _on_ra has accepted them)
             self.last_server = now
             self._schedule_refresh(now)
-            og = hdr[wire.H_ORIGIN]
-            if og >= 0:
-                # Relayed by the server with an origin indication: open the
-                # path with a direct bubble to the origin, addressed to the
-                # IPv6 source of what was relayed, as relays expect (§5.2.3,
-                # §5.2.9 and RFC 4380 §5.4.1 seen from the client side).
-                self._origin_bubble(og, ip, now)
+            # relayed by the server: open the path with a direct bubble
+            self._reply_bubble(hdr[wire.H_ORIGIN], ip, now)
             if nh == proto.NH_NONE:
                 return EV_NONE
             return self._deliver(ip, n, now)
@@ -518,7 +518,7 @@ class Client:
                 self._drop(wire.SPOOFED)
                 return EV_NONE
             if p < 0:
-                p = peers.new(rx, src, now, _sub(now, proto.PEER_VALID_MS))
+                p = self._new_peer(rx, src, now)
             self._trust(p, src4, sport, now)
             if nh == proto.NH_NONE:
                 return EV_NONE
@@ -723,7 +723,7 @@ class Client:
             v[b + F_LAST_USE] = now
             return self._tx(mv, ip, n, peers.addr[p])
         if p < 0:
-            p = peers.new(buf, dst, now, _sub(now, proto.PEER_VALID_MS))
+            p = self._new_peer(buf, dst, now)
             b = p * NF
         elif v[b + F_TRUSTED]:
             v[b + F_TRUSTED] = 0  # expired: test the path again
@@ -754,10 +754,12 @@ class Client:
         b = p * NF
         v[b + F_PROBES] -= 1
         if v[b + F_PROBES] <= 0:
-            # never answered: what was queued is lost
+            # never answered: what was queued is lost; the entry stays (LRU)
+            # with its bubble count for §5.2.6's 300 s
             if v[b + F_QLEN]:
                 self.drops[UNREACHABLE] += 1
-            peers.free(p)
+            v[b + F_PROBES] = 0
+            peers.drop_queue(p)
             return
         v[b + F_NEXT] = _add(now, proto.PROBE_RETRY_MS)
         if v[b + F_TEREDO]:
@@ -773,8 +775,11 @@ class Client:
                             0, 0, nonce[p * 8:p * 8 + 8], 8)
         self._tx(self.arena_mv, o, n, self.server_addr)
 
-    def _bubbles(self, p, now):
-        # §5.2.6: at least 2 s apart, at most 4 in 300 s without an answer
+    def _bubble_ok(self, p, now):
+        """§5.2.6: no bubble to peer p less than 2 s after the last
+        transmission to it, nor once 4 went out in 300 s without a direct
+        response (_trust clears the count; a failed entry keeps it).  Counts
+        the bubble when it may go."""
         v = self.peers.v
         b = p * NF
         if _diff(now, v[b + F_WINDOW]) >= proto.BUBBLE_WINDOW_MS:
@@ -783,9 +788,14 @@ class Client:
         if (_diff(now, v[b + F_LAST_TX]) < proto.BUBBLE_MIN_GAP_MS
                 or v[b + F_BUBBLES] >= proto.BUBBLE_MAX_IN_WINDOW):
             self._drop(wire.RATE_LIMITED)
-            return
+            return False
         v[b + F_LAST_TX] = now
         v[b + F_BUBBLES] += 1
+        return True
+
+    def _bubbles(self, p, now):
+        if not self._bubble_ok(p, now):
+            return
         ip6 = self.peers.ip6[p * 16:p * 16 + 16]
         # direct bubble to the mapped address and port in the peer's address
         for i in range(4):
@@ -801,24 +811,72 @@ class Client:
                 wire.build_bubble(self.arena, o, self.address, ip6)
                 self._tx(self.arena_mv, o, 40, (addr.format_ipv4(ip6, 4), proto.PORT))
 
-    def _origin_bubble(self, og, ip, now):
+    def _reply_bubble(self, og, ip, now):
+        """A packet relayed by our server: answer with a direct bubble to
+        where it came from, so that the sender can reach us directly (§5.2.3,
+        §5.2.9 and §5.4.1 seen from the client side).  With an origin
+        indication, to the origin (a relay), addressed to the IPv6 source it
+        used (relays use a link-local one), at most one per origin per 2 s
+        (§5.2.6's gap).  Without one (§5.3.1 makes it a should for servers),
+        to the mapping in a Teredo source address, under all of §5.2.6 (the
+        peer's entry, its gap and count), as miredo guesses it."""
         rx = self.rx
-        wire.origin_ip_into(rx, og, self.tmp4)
-        if not addr.is_global_ipv4(self.tmp4, 0) or wire.origin_port(rx, og) == 0:
+        src = ip + 8
+        t4 = self.tmp4
+        if og >= 0:
+            wire.origin_ip_into(rx, og, t4)
+            port = wire.origin_port(rx, og)
+        elif addr.is_teredo(rx, src):
+            for i in range(4):
+                t4[i] = rx[src + 12 + i] ^ 0xFF
+            port = addr.teredo_port(rx, src)
+        else:
+            return
+        if not addr.is_global_ipv4(t4, 0) or port == 0:
             self._drop(wire.NON_GLOBAL)
             return
         if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
             self._drop(wire.RATE_LIMITED)
             return
+        if og >= 0:
+            if not self._origin_gap(t4, port, now):
+                self._drop(wire.RATE_LIMITED)
+                return
+        else:
+            p = self.peers.find(rx, src)
+            if p < 0:
+                p = self._new_peer(rx, src, now)
+            if p < 0 or not self._bubble_ok(p, now):
+                return
         o = self._arena(40)
         if o < 0:
             self._drop(wire.TX_FULL)
             return
-        # to the IPv6 source of the relayed packet (a relay uses its
-        # link-local address there), from our Teredo address
         wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, proto.HOP_LIMIT, self.address,
-                        memoryview(rx)[ip + 8:ip + 24])
-        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(self.tmp4), wire.origin_port(rx, og)))
+                        memoryview(rx)[src:src + 16])
+        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(t4), port))
+
+    def _origin_gap(self, t4, port, now):
+        """True (and noted) when no bubble went to origin t4:port in the last
+        2 s; a few recent origins are remembered, the oldest replaced."""
+        for k in range(ORIGIN_SLOTS):
+            if self.og_port[k] == port and wire.eq(self.og4, k * 4, t4, 0, 4):
+                if _diff(now, self.og_t[k]) < proto.BUBBLE_MIN_GAP_MS:
+                    return False
+                self.og_t[k] = now
+                return True
+        k = self.og_next
+        self.og_next = (k + 1) % ORIGIN_SLOTS
+        self.og4[k * 4:k * 4 + 4] = t4
+        self.og_port[k] = port
+        self.og_t[k] = now
+        return True
+
+    def _new_peer(self, buf, off, now):
+        """A new peer entry for the IPv6 address at buf[off] (-1: none).
+        New entries start with their last reception and transmission 30 s
+        in the past (§5.2.3 case 3, §5.2.6)."""
+        return self.peers.new(buf, off, now, _sub(now, proto.PEER_VALID_MS))
 
     def _trust(self, p, src4, sport, now):
         """Mark the peer trusted at the UDP source it answered from, and send

@@ -3,6 +3,7 @@
 #
 from teredo import addr, proto
 from teredo.client import EV_ECHO_REPLY
+from teredo.peers import F_PROBES, F_Q, NF
 from harness import RELAY, SERVER, V6HOST, ip6, qualified
 
 
@@ -33,7 +34,8 @@ def test_ping_test_retries_then_gives_up():
     tests = [e for e in n.log if e[0] == "out" and e[1] == SERVER and e[3][6] == 58 and e[3][40] == 128]
     assert len(tests) == 4  # §5.2.4: 2 s time-out, once and up to 3 repeats
     assert n.c.status()["drops"].get("unreachable") == 1
-    assert n.c.status()["peers"] == 0
+    p = n.c.peers.find(ip6(V6HOST), 0)  # kept (LRU), untrusted, idle
+    assert p >= 0 and n.c.peers.v[p * NF + F_PROBES] == 0 and n.c.peers.v[p * NF + F_Q] < 0
 
 
 def test_pinged_by_native_host_answers_after_test():

@@ -209,3 +209,82 @@ def test_udp_with_zero_checksum_is_dropped():
     n.inbound(bytes(b), "198.51.100.77", 40001)
     n.flush()
     assert n.events and n.events[0][0] == EV_UDP
+
+
+# ---- review issue 13, A4 and A9: §5.2.6 ---------------------------------------
+
+def _bubbles_to(n, ip):
+    return [e for e in n.log if e[0] == "out" and e[1] == ip and len(e[3]) == 40 and e[3][6] == 59]
+
+
+def test_silent_teredo_peer_gets_at_most_4_bubbles_in_300_s():
+    # an application sending once a second to a silent Teredo peer: the
+    # failed entry keeps its count, so §5.2.6's 4 per 300 s holds
+    n = qualified()
+    peer = _teredo_peer()
+    for _ in range(290):  # (the window is 300 s from the first bubble)
+        n.c.send_udp(peer, 9, 1000, b"x", n.now)
+        n.flush()
+        n.run(1000, step=500)
+    assert len(_bubbles_to(n, "198.51.100.77")) == 4  # direct
+    assert len(_bubbles_to(n, SERVER)) == 4           # indirect, via the peer's server
+    for _ in range(20):  # a new 300 s window
+        n.c.send_udp(peer, 9, 1000, b"x", n.now)
+        n.flush()
+        n.run(1000, step=500)
+    assert 5 <= len(_bubbles_to(n, "198.51.100.77")) <= 8
+
+
+def _relayed_bubble(c, src6, origin=None):
+    b = bytearray(48)
+    o = 0
+    if origin:
+        wire.build_origin(b, 0, proto.PORT, ip4(origin))
+        o = 8
+    wire.build_bubble(b, o, src6, c.address)
+    return bytes(b[:o + 40])
+
+
+def test_origin_replies_at_most_one_per_origin_per_2_s():
+    n = qualified()
+    c = n.c
+    d = _relayed_bubble(c, ip6("fe80::8000:ffff:ffff:fffe"), RELAY)
+    for _ in range(5):  # five in 80 ms
+        c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+        n.flush()
+        n.now += 20
+    assert len(_bubbles_to(n, RELAY)) == 1
+    n.now += 2000
+    c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+    n.flush()
+    assert len(_bubbles_to(n, RELAY)) == 2
+    # another origin is not held back by the first one's gap
+    d2 = _relayed_bubble(c, ip6("fe80::8000:ffff:ffff:fffe"), "198.51.100.21")
+    c.on_datagram(d2, len(d2), ip4(SERVER), proto.PORT, n.now)
+    n.flush()
+    assert len(_bubbles_to(n, "198.51.100.21")) == 1
+
+
+def test_relayed_bubble_without_origin_answered_at_the_teredo_mapping():
+    # review A9: some servers add no origin indication; the mapping is in the
+    # Teredo source address.  Answered under §5.2.6 (gap and count).
+    n = qualified()
+    c = n.c
+    peer = _teredo_peer()
+    d = _relayed_bubble(c, peer)
+    for _ in range(3):
+        c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+        n.flush()
+        n.now += 500
+    out = _bubbles_to(n, "198.51.100.77")
+    assert len(out) == 1 and out[0][2] == 40001
+    assert out[0][3][24:40] == peer and out[0][3][8:24] == c.address
+    for _ in range(10):
+        n.now += 2100
+        c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+        n.flush()
+    assert len(_bubbles_to(n, "198.51.100.77")) == 4
+    # a native source without origin: nothing to answer to
+    d = _relayed_bubble(c, ip6(V6HOST))
+    c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+    assert c.pop_tx() == 0
