@@ -40,6 +40,7 @@ DEFAULTS = (
     ("echo_rate", 200),                  # echo replies per second (0: no limit)
     ("echo_burst", 50),
     ("bubble_rate", 20),                 # unsolicited direct bubbles per second
+    ("peer_rate", 5),                    # new peer entries per second (burst: max_peers)
     ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
 )
 
@@ -68,7 +69,7 @@ EV_NONE = const(0)
 EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 
-UNREACHABLE = const(20)
+UNREACHABLE = const(21)
 DROP_NAMES = wire.DROP_NAMES + ("unreachable",)
 
 RX_BYTES = const(1536)
@@ -189,8 +190,8 @@ class Client:
         self.og_port = [0] * ORIGIN_SLOTS
         self.og_t = [0] * ORIGIN_SLOTS
         self.og_next = 0
-        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000]
-        self.tokens_t = [0, 0]
+        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["max_peers"] * 1000]
+        self.tokens_t = [0, 0, 0]
         self.ev_seq = 0
         self.ev_src = 0
         self.ev_off = 0
@@ -206,6 +207,7 @@ class Client:
         self.started = now
         self.tokens_t[0] = now
         self.tokens_t[1] = now
+        self.tokens_t[2] = now
         self._qualify(now)
 
     def stop(self, why):
@@ -519,6 +521,8 @@ class Client:
                 return EV_NONE
             if p < 0:
                 p = self._new_peer(rx, src, now)
+                if p < 0:
+                    return EV_NONE
             self._trust(p, src4, sport, now)
             if nh == proto.NH_NONE:
                 return EV_NONE
@@ -538,7 +542,11 @@ class Client:
         nh = rx[ip + 6]
         plen = n - ip - 40
         r = wire.UNSUPPORTED
-        if nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
+        if not addr.is_global_ipv6(rx, ip + 8):
+            # ::, ::1, multicast, link-local...: a spoofed source (§5.2.3
+            # case 6, §7.3.3); never answered, never given an entry or a test
+            r = wire.NON_GLOBAL
+        elif nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
             if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
                 r = wire.LENGTH
             elif (wire.l4_sum(rx, ip, nh, plen) != 0xFFFF
@@ -712,6 +720,8 @@ class Client:
         if n > self.mtu:
             return self._drop(wire.TOO_BIG)
         dst = ip + 24
+        if not addr.is_global_ipv6(buf, dst):
+            return self._drop(wire.NON_GLOBAL)  # no connectivity test to ff02::1 etc.
         peers = self.peers
         v = peers.v
         if p < 0:
@@ -723,7 +733,11 @@ class Client:
             v[b + F_LAST_USE] = now
             return self._tx(mv, ip, n, peers.addr[p])
         if p < 0:
+            if not peers.queue_free():
+                return self._drop(wire.QUEUE_FULL)  # before taking an entry
             p = self._new_peer(buf, dst, now)
+            if p < 0:
+                return -p
             b = p * NF
         elif v[b + F_TRUSTED]:
             v[b + F_TRUSTED] = 0  # expired: test the path again
@@ -873,10 +887,16 @@ class Client:
         return True
 
     def _new_peer(self, buf, off, now):
-        """A new peer entry for the IPv6 address at buf[off] (-1: none).
-        New entries start with their last reception and transmission 30 s
-        in the past (§5.2.3 case 3, §5.2.6)."""
-        return self.peers.new(buf, off, now, _sub(now, proto.PEER_VALID_MS))
+        """A new peer entry for the IPv6 address at buf[off], or minus the
+        drop reason (counted).  New entries come from a token bucket of their own
+        (§7.3.3: a flood of new sources, spoofed or not, must not churn the
+        table) and never evict a valid trusted one (PeerTable.new)."""
+        if not self._token(2, now, self.cfg["peer_rate"], self.cfg["max_peers"]):
+            return -self._drop(wire.RATE_LIMITED)
+        p = self.peers.new(buf, off, now, _sub(now, proto.PEER_VALID_MS))
+        if p < 0:
+            return -self._drop(wire.PEERS_FULL)
+        return p
 
     def _trust(self, p, src4, sport, now):
         """Mark the peer trusted at the UDP source it answered from, and send
@@ -939,7 +959,8 @@ class Client:
                 buf[i + 1] = v & 0xFF
 
     def _token(self, k, now, rate, burst):
-        """Token bucket k (0: echo replies, 1: unsolicited bubbles), in
+        """Token bucket k (0: echo replies, 1: unsolicited bubbles, 2: new
+        peer entries), in
         milli-tokens so that it stays in small ints.  rate 0: no limit."""
         if rate == 0:
             return True

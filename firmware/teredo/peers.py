@@ -72,16 +72,31 @@ class PeerTable:
 
     def new(self, buf, off, now, ago):
         """Take a free entry, or the least recently used one (RFC 4380 §5.2
-        suggests LRU).  'ago' is now minus 30 s: new entries start with their
-        last reception and transmission 30 s in the past (§5.2.3, §5.2.6)."""
+        suggests LRU), idle ones before those running a test.  A valid
+        trusted entry (reception within 30 s, §5.2.4) is never taken: a
+        newcomer, maybe spoofed, must not evict the relay we talk through
+        (§7.3.3); -1 when every entry is one.  'ago' is now minus 30 s: new
+        entries start with their last reception and transmission 30 s in the
+        past (§5.2.3, §5.2.6)."""
         v = self.v
         victim = -1
         for i in range(self.n):
-            if not v[i * NF + F_USED]:
+            b = i * NF
+            if not v[b + F_USED]:
                 victim = i
                 break
-            if victim < 0 or _before(v[i * NF + F_LAST_USE], v[victim * NF + F_LAST_USE]):
+            if v[b + F_TRUSTED] and _before(ago, v[b + F_LAST_RX]):
+                continue
+            if victim < 0:
                 victim = i
+                continue
+            w = victim * NF
+            pi = v[b + F_PROBES] > 0
+            pw = v[w + F_PROBES] > 0
+            if pi < pw or (pi == pw and _before(v[b + F_LAST_USE], v[w + F_LAST_USE])):
+                victim = i
+        if victim < 0:
+            return -1
         i = victim
         self.free(i)
         b = i * NF
@@ -134,6 +149,13 @@ class PeerTable:
         qb[o + 2:o + 2 + n] = memoryview(buf)[off:off + n]
         v[b + F_QLEN] = o + 2 + n
         return True
+
+    def queue_free(self):
+        """True when a queue buffer is free to borrow."""
+        for k in range(len(self.qbufs)):
+            if self.qowner[k] < 0 and not self.qrelease[k]:
+                return True
+        return False
 
     def drop_queue(self, i):
         b = i * NF

@@ -33,11 +33,12 @@ RATE_LIMITED = const(16)  # a reply or bubble held back by a rate limit
 FROM_SERVER = const(17)   # unexpected packet from the server
 TOO_BIG = const(18)       # larger than the link MTU
 TRAILER = const(19)       # malformed RFC 6081 trailer after the IPv6 packet
+PEERS_FULL = const(20)    # every peer entry is a valid trusted one (none evicted)
 
 DROP_NAMES = ("ok", "short", "encap", "not_ipv6", "length", "checksum", "ra_invalid",
               "ra_nonce", "not_for_us", "spoofed", "untrusted", "non_global",
               "not_qualified", "unsupported", "queue_full", "tx_full", "rate_limited",
-              "from_server", "too_big", "trailer")
+              "from_server", "too_big", "trailer", "peers_full")
 
 # Indexes into the header-offsets list filled by parse_encap.
 H_IP = const(0)       # offset of the IPv6 header

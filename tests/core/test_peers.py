@@ -71,12 +71,13 @@ def test_origin_bubble_from_non_global_origin_ignored():
 
 def test_peer_table_bounded_lru():
     n = qualified(max_peers=4)
-    for i in range(20):
+    for i in range(20):  # 10 s apart: the oldest are no longer valid (30 s)
         peer = _teredo_peer(port=41000 + i)
         b = bytearray(40)
         wire.build_bubble(b, 0, peer, n.c.address)
-        n.c.on_datagram(b, 40, ip4("198.51.100.77"), 41000 + i, n.now + i)
-    assert n.c.status()["peers"] == 4
+        n.now += 10000
+        n.c.on_datagram(b, 40, ip4("198.51.100.77"), 41000 + i, n.now)
+    assert n.c.status()["peers"] == 4 and n.c.status()["drops"] == {}
     # the most recent is still known
     assert n.c.peers.find(_teredo_peer(port=41019), 0) >= 0
     assert n.c.peers.find(_teredo_peer(port=41000), 0) == -1

@@ -6,7 +6,8 @@
 from teredo import addr, proto, wire
 from teredo.client import EV_UDP
 from teredo.peers import F_TRUSTED, NF
-from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified
+from harness import (NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified,
+                     with_relay)
 
 PEER4 = "198.51.100.77"
 ATTACKER = "203.0.113.66"
@@ -295,3 +296,51 @@ def test_late_reply_to_the_first_test_still_counts():
     feed(n, _test_reply(c, first), RELAY, proto.PORT)
     assert c.status()["relay"] == RELAY + ":3544"
     assert [(ip, port) for ip, port, _ in sent(c)] == [(RELAY, proto.PORT)]  # the ping, dequeued
+
+
+# ---- review issue 13, A2: §5.2.3 case 6 and §7.3.3 ---------------------------
+
+def _echo_from(c, src6, i=0):
+    b = bytearray(56)
+    wire.build_echo(b, 0, proto.ICMP_ECHO_REQUEST, src6, c.address, 1, i, bytes(8), 8)
+    return bytes(b)
+
+
+def test_spoofed_native_sources_do_not_evict_the_trusted_relay():
+    # the review's demo: 50 echo requests from new native sources, through
+    # the server's address (no nonce needed to spoof that)
+    n = with_relay()
+    c = n.c
+    n.log = []
+    for i in range(50):
+        feed(n, _echo_from(c, ip6("2001:db8:bad::%x" % (i + 1)), i), SERVER, proto.PORT)
+        n.flush()
+        n.now += 10
+    p = c.peers.find(ip6(V6HOST), 0)
+    assert p >= 0 and c.peers.v[p * NF + F_TRUSTED]  # still the relay's, still trusted
+    # tests to third parties through the server: only as many as new entries
+    # may be made (burst max_peers, then peer_rate per second)
+    tests = [e for e in n.log if e[0] == "out" and e[1] == SERVER and e[3][6] == proto.NH_ICMPV6
+             and e[3][40] == proto.ICMP_ECHO_REQUEST]
+    assert 0 < len(tests) <= c.cfg["max_peers"] + c.cfg["peer_rate"]
+    assert drops(c, "rate_limited") + drops(c, "queue_full") > 0
+    # and the relay still carries our traffic directly
+    assert c.send_udp(ip6(V6HOST), 7, 7, b"x", n.now) == 0
+    assert [(ip, port) for ip, port, _ in sent(c)] == [(RELAY, proto.PORT)]
+
+
+def test_non_global_native_sources_are_dropped():
+    n = with_relay()
+    c = n.c
+    peers = c.peers.count()
+    bad = ("ff02::1", "fe80::1", "::", "::1", "::ffff:198.51.100.9", "fc00::1", "fd12::1", "fec0::1")
+    for i, a in enumerate(bad):
+        for src, port in ((SERVER, proto.PORT), (RELAY, proto.PORT), (ATTACKER, 4000)):
+            feed(n, _echo_from(c, ip6(a), i), src, port)
+            assert sent(c) == [], (a, src)
+    assert drops(c, "non_global") == len(bad) * 3
+    assert c.peers.count() == peers
+    # nor does the client send a connectivity test to such an address
+    for a in bad:
+        assert c.ping(ip6(a), 1, n.now) == wire.NON_GLOBAL
+    assert sent(c) == [] and c.peers.count() == peers
