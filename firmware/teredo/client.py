@@ -77,6 +77,12 @@ ARENA_BYTES = const(1600)
 TX_SLOTS = const(8)
 ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_origin_gap)
 HALF = const(0x20000000)
+# Ticks wrap at 2**30 ms (6.2 days of difference): on_timer runs at least
+# every WAKE_MS (next_deadline says so) and clamps every stored past time to
+# at most AGE_MS ago, longer than any window it is compared with (300 s of
+# §5.2.6, 30 s of §5.2.4, the NAT UDP timeout), so no difference ever wraps.
+WAKE_MS = const(60000)
+AGE_MS = const(600000)
 
 
 def _diff(a, b):
@@ -182,7 +188,10 @@ class Client:
         self.backoff = cfg["backoff_min_ms"]
         self.last_server = 0
         self.refresh_at = 0
-        self.started = 0
+        self.running = False
+        self.up_s = 0             # uptime in whole seconds, accumulated...
+        self.up_ms = 0            # ... the milliseconds not yet a second
+        self.up_t = 0             # ... counted up to this time
         self.relay = None
         self.local = None
         self._now = 0
@@ -204,7 +213,10 @@ class Client:
     def start(self, now):
         self._now = now
         self.error = None
-        self.started = now
+        self.running = True
+        self.up_s = 0
+        self.up_ms = 0
+        self.up_t = now
         self.tokens_t[0] = now
         self.tokens_t[1] = now
         self.tokens_t[2] = now
@@ -219,15 +231,18 @@ class Client:
         self.error = why
         self.backoff = self.cfg["backoff_min_ms"]
         self._set_state(OFFLINE, self._now)
-        self.deadline = _add(self._now, HALF - 1)
+        self.running = False
 
     def set_local(self, text):
         """The shell tells the core its local ip:port, for status only."""
         self.local = text
 
     def next_deadline(self):
-        """The earliest time on_timer wants to run (ticks ms)."""
-        d = self.deadline
+        """The earliest time on_timer wants to run (ticks ms): never later
+        than WAKE_MS from the last time seen (see AGE_MS)."""
+        d = _add(self._now, WAKE_MS)
+        if self.running and _diff(self.deadline, d) < 0:
+            d = self.deadline
         if self.nt and _diff(self.nt_deadline, d) < 0:
             d = self.nt_deadline
         v = self.peers.v
@@ -299,7 +314,7 @@ class Client:
             "local": self.local,
             "relay": self.relay,
             "refresh_s": self.cfg["refresh_s"],
-            "uptime_s": _diff(self._now, self.started) // 1000,
+            "uptime_s": self._clock(self._now),
             "peers": self.peers.count(),
             "rx": self.rx_count,
             "tx": self.tx_count,
@@ -312,6 +327,10 @@ class Client:
 
     def on_timer(self, now):
         self._now = now
+        self._clock(now)
+        self._age(now)
+        if not self.running:
+            return
         if _diff(now, self.deadline) >= 0:
             self._state_timer(now)
         if self.nt and _diff(now, self.nt_deadline) >= 0:
@@ -321,6 +340,38 @@ class Client:
             b = i * NF
             if v[b + F_USED] and v[b + F_PROBES] > 0 and _diff(now, v[b + F_NEXT]) >= 0:
                 self._probe(i, now)
+
+    def _clock(self, now):
+        """Accumulate uptime in whole seconds (a tick difference would go
+        negative after 6.2 days); returns it."""
+        el = _diff(now, self.up_t)
+        if el > 0:
+            self.up_t = now
+            ms = self.up_ms + el
+            self.up_s += ms // 1000
+            self.up_ms = ms % 1000
+        return self.up_s
+
+    def _age(self, now):
+        """Clamp stored past times to at most AGE_MS ago (see WAKE_MS): an
+        idle trusted entry must not look fresh again when ticks wrap, nor
+        LRU or the bubble window go wrong."""
+        old = _sub(now, AGE_MS)
+        v = self.peers.v
+        for i in range(self.peers.n):
+            b = i * NF
+            if v[b + F_USED]:
+                for f in range(b + F_LAST_RX, b + F_WINDOW + 1):
+                    if _diff(now, v[f]) > AGE_MS:
+                        v[f] = old
+        for k in range(ORIGIN_SLOTS):
+            if _diff(now, self.og_t[k]) > AGE_MS:
+                self.og_t[k] = old
+        for k in range(3):
+            if _diff(now, self.tokens_t[k]) > AGE_MS:
+                self.tokens_t[k] = old
+        if _diff(now, self.s2_t) > AGE_MS:
+            self.s2_t = old
 
     def _state_timer(self, now):
         ph = self.phase

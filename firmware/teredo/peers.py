@@ -21,11 +21,11 @@ F_KEY = const(1)        # low 24 bits of the IPv6 address, to skip mismatches fa
 F_TEREDO = const(2)     # 1 when the peer's IPv6 address is a Teredo address
 F_TRUSTED = const(3)    # RFC 4380 §5.2: status of the mapped address
 F_PORT = const(4)       # mapped UDP port of the peer
-F_LAST_RX = const(5)
+F_LAST_RX = const(5)    # F_LAST_RX..F_WINDOW: past times, aged by Client._age
 F_LAST_TX = const(6)
 F_LAST_USE = const(7)   # for LRU replacement
-F_BUBBLES = const(8)    # bubbles sent in the current 300 s window (§5.2.6)
-F_WINDOW = const(9)     # start of that window
+F_WINDOW = const(8)     # start of the current 300 s bubble window (§5.2.6)
+F_BUBBLES = const(9)    # bubbles sent in that window
 F_PROBES = const(10)    # connectivity tests / bubble rounds left (§5.2.4)
 F_NEXT = const(11)      # time of the next probe
 F_Q = const(12)         # index of the borrowed queue buffer, -1 = none
