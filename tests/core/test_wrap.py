@@ -2,9 +2,8 @@
 # client must age what it stores (review issue 13, A5).  The clock runs for
 # days here, on_timer at least once a minute as next_deadline asks, and
 # tests also start just before the wrap.  CPython and MicroPython alike.
-from teredo import addr, proto, wire
+from teredo import addr, proto
 from teredo.client import WAKE_MS, Client
-from teredo.peers import F_TRUSTED, NF
 from harness import RELAY, SERVER, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
 
 DAY_MS = 86400000
