@@ -193,6 +193,7 @@ class Client:
         self.up_ms = 0            # ... the milliseconds not yet a second
         self.up_t = 0             # ... counted up to this time
         self.relay = None
+        self.relay_ok = -1        # uptime_s of the last connectivity test that passed
         self.local = None
         self._now = 0
         self.og4 = bytearray(4 * ORIGIN_SLOTS)
@@ -214,6 +215,7 @@ class Client:
         self._now = now
         self.error = None
         self.running = True
+        self.relay_ok = -1
         self.up_s = 0
         self.up_ms = 0
         self.up_t = now
@@ -315,6 +317,7 @@ class Client:
             "relay": self.relay,
             "refresh_s": self.cfg["refresh_s"],
             "uptime_s": self._clock(self._now),
+            "relay_ok_s_ago": self.up_s - self.relay_ok if self.relay_ok >= 0 else None,
             "peers": self.peers.count(),
             "rx": self.rx_count,
             "tx": self.tx_count,
@@ -448,6 +451,7 @@ class Client:
         for i in range(self.peers.n):
             self.peers.free(i)
         self.relay = None
+        self.relay_ok = -1
 
     def _set_nat(self, nat):
         if self.nat != nat:
@@ -561,6 +565,7 @@ class Client:
                     self._drop(wire.CHECKSUM)
                     return EV_NONE
                 self._trust(p, src4, sport, now)
+                self.relay_ok = self._clock(now)
                 self.relay = "%s:%d" % (peers.addr[p][0], sport)
                 self.changes += 1
                 return EV_NONE

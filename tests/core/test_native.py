@@ -64,3 +64,15 @@ def test_echo_replies_are_rate_limited():
     assert n.native_got == 6
 
 
+
+
+def test_status_says_when_a_relay_last_answered():
+    n = qualified()
+    assert n.c.status()["relay_ok_s_ago"] is None  # no connectivity test has passed
+    n.c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    assert n.c.status()["relay_ok_s_ago"] == 0
+    n.run(12000)
+    assert n.c.status()["relay_ok_s_ago"] == 12
+    n.c.stop("test")
+    assert n.c.status()["relay_ok_s_ago"] is None
