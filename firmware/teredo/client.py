@@ -62,6 +62,7 @@ PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
 NT_NONE = const(0)
 NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
 NT_S2 = const(2)          # RS to the secondary address outstanding
+NT_CHECK = const(3)       # its mapping differed: the primary's again (symmetric?)
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
@@ -180,6 +181,8 @@ class Client:
         self.nonce_cone = bytearray(8)
         self.nonce_nc = bytearray(8)
         self.nonce_s2 = bytearray(8)
+        self.s2_map4 = bytearray(4)  # mapping seen through the secondary address
+        self.s2_port = 0
         self.cone_sent = False
         self.s2_sent = False  # we have written to the secondary address...
         self.s2_t = 0         # ... last at this time
@@ -684,20 +687,32 @@ class Client:
                 if self.state != QUALIFIED:
                     self._qualified(m4, port, mtu, now)
                 return
-            # §5.2.1: different mappings for the two server addresses
-            self.phase = PH_NONE
-            self._forget_address()
-            self.nat = 3
-            self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
-                          "then %s:%d); Teredo cannot work through it. Forward a UDP "
-                          "port to this device and set it as the client port "
-                          "(RFC 4380 §5.2.10). Retrying every %d s."
-                          % (addr.format_ipv4(self.first4), self.first_port,
-                             addr.format_ipv4(m4), port,
-                             self.cfg["symmetric_retry_ms"] // 1000))
-            self._set_state(SYMMETRIC, now)
-            self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
+            # §5.2.1: different mappings for the two server addresses.  But
+            # the NAT may have rebooted since the primary's answer: ask the
+            # primary again before calling it symmetric.
+            self.s2_map4[0:4] = m4
+            self.s2_port = port
+            self.nt = NT_CHECK
+            self.phase = PH_REFRESH if self.state == QUALIFIED else PH_PRIMARY
+            self.tries = 0
+            self._send_rs(now)
             return
+        if self.nt == NT_CHECK:
+            self.nt = NT_NONE
+            if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
+                self.phase = PH_NONE
+                self._forget_address()
+                self.nat = 3
+                self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
+                              "then %s:%d); Teredo cannot work through it. Forward a UDP "
+                              "port to this device and set it as the client port "
+                              "(RFC 4380 §5.2.10). Retrying every %d s."
+                              % (addr.format_ipv4(m4), port, addr.format_ipv4(self.s2_map4),
+                                 self.s2_port, self.cfg["symmetric_retry_ms"] // 1000))
+                self._set_state(SYMMETRIC, now)
+                self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
+                return
+            # the mapping moved: a new primary answer (below) or a changed one
         if qualifying:
             # the primary's answer: usable now; the NAT type follows (§5.2.1)
             self.first4[0:4] = m4

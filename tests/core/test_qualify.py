@@ -258,3 +258,19 @@ def test_requalifying_with_the_same_mapping_keeps_the_address():
     n.flush()
     a = addr.parse_ipv6(c.status()["address"])
     assert addr.teredo_port(a) == 51000 and a[8:10] != addr.parse_ipv6(old)[8:10]
+
+
+def test_nat_reboot_during_the_background_nat_test_is_not_symmetric():
+    # the secondary's mapping differs because the NAT rebooted after the
+    # primary's answer: the primary is asked again before "symmetric"
+    n = Net("restricted")
+    n.start()
+    c = n.c
+    assert c.status()["state"] == "qualified" and c.status()["nat"] == "unknown"
+    old = c.status()["address"]
+    n.base_port = 51000  # new mappings from now on
+    n.opened = []
+    n.run(15000)
+    st = c.status()
+    assert st["state"] == "qualified" and st["nat"] == "restricted", st
+    assert st["mapped"] == NAT_WAN + ":51000" and st["address"] != old
