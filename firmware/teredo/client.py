@@ -59,10 +59,10 @@ NATS = ("unknown", "cone", "restricted", "symmetric")
 PH_NONE = const(0)
 PH_PRIMARY = const(1)     # RS to the primary address (with the cone RS, see _send_rs)
 PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
-NT_NONE = const(0)
-NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
-NT_S2 = const(2)          # RS to the secondary address outstanding
-NT_CHECK = const(3)       # its mapping differed: the primary's again (symmetric?)
+_NT_NONE = const(0)
+_NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
+_NT_S2 = const(2)          # RS to the secondary address outstanding
+_NT_CHECK = const(3)       # its mapping differed: the primary's again (symmetric?)
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
@@ -76,14 +76,17 @@ DROP_NAMES = wire.DROP_NAMES + ("unreachable",)
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
 TX_SLOTS = const(8)
-ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_origin_gap)
+_ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_reply_bubble)
 HALF = const(0x20000000)
 # Ticks wrap at 2**30 ms (6.2 days of difference): on_timer runs at least
-# every WAKE_MS (next_deadline says so) and clamps every stored past time to
-# at most AGE_MS ago, longer than any window it is compared with (300 s of
+# every _WAKE_MS (next_deadline says so) and clamps every stored past time to
+# at most _AGE_MS ago, longer than any window it is compared with (300 s of
 # §5.2.6, 30 s of §5.2.4, the NAT UDP timeout), so no difference ever wraps.
-WAKE_MS = const(60000)
-AGE_MS = const(600000)
+_WAKE_MS = const(60000)
+_AGE_MS = const(600000)
+# RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
+# 2 minutes, 5 recommended; what we sent within this time may still hold it.
+_NAT_UDP_TIMEOUT_MS = const(300000)
 
 
 def _diff(a, b):
@@ -167,7 +170,7 @@ class Client:
         self.nat = 0
         self.error = None
         self.phase = PH_NONE
-        self.nt = NT_NONE
+        self.nt = _NT_NONE
         self.nt_tries = 0
         self.nt_deadline = 0
         self.warning = None
@@ -181,28 +184,21 @@ class Client:
         self.nonce_cone = bytearray(8)
         self.nonce_nc = bytearray(8)
         self.nonce_s2 = bytearray(8)
-        self.s2_map4 = bytearray(4)  # mapping seen through the secondary address
-        self.s2_port = 0
         self.cone_sent = False
-        self.s2_sent = False  # we have written to the secondary address...
-        self.s2_t = 0         # ... last at this time
+        self.s2_t = -1        # when we last wrote to the secondary address (-1: never)
         self.tries = 0
         self.deadline = 0
         self.backoff = cfg["backoff_min_ms"]
         self.last_server = 0
         self.refresh_at = 0
         self.running = False
-        self.up_s = 0             # uptime in whole seconds, accumulated...
-        self.up_ms = 0            # ... the milliseconds not yet a second
-        self.up_t = 0             # ... counted up to this time
+        self.up = [0, 0, 0]       # uptime: whole seconds, ms not yet a second, counted up to
         self.relay = None
         self.relay_ok = -1        # uptime_s of the last connectivity test that passed
         self.local = None
         self._now = 0
-        self.og4 = bytearray(4 * ORIGIN_SLOTS)
-        self.og_port = [0] * ORIGIN_SLOTS
-        self.og_t = [0] * ORIGIN_SLOTS
-        self.og_next = 0
+        self.og4 = bytearray(4 * _ORIGIN_SLOTS)
+        self.og = [0] * (2 * _ORIGIN_SLOTS + 1)  # their ports, times of the bubble, next slot
         self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["max_peers"] * 1000]
         self.tokens_t = [0, 0, 0]
         self.ev_seq = 0
@@ -219,9 +215,9 @@ class Client:
         self.error = None
         self.running = True
         self.relay_ok = -1
-        self.up_s = 0
-        self.up_ms = 0
-        self.up_t = now
+        self.up[0] = 0
+        self.up[1] = 0
+        self.up[2] = now
         self.tokens_t[0] = now
         self.tokens_t[1] = now
         self.tokens_t[2] = now
@@ -244,8 +240,8 @@ class Client:
 
     def next_deadline(self):
         """The earliest time on_timer wants to run (ticks ms): never later
-        than WAKE_MS from the last time seen (see AGE_MS)."""
-        d = _add(self._now, WAKE_MS)
+        than _WAKE_MS from the last time seen (see _AGE_MS)."""
+        d = _add(self._now, _WAKE_MS)
         if self.running and _diff(self.deadline, d) < 0:
             d = self.deadline
         if self.nt and _diff(self.nt_deadline, d) < 0:
@@ -319,8 +315,8 @@ class Client:
             "local": self.local,
             "relay": self.relay,
             "refresh_s": self.cfg["refresh_s"],
-            "uptime_s": self._clock(self._now),
-            "relay_ok_s_ago": self.up_s - self.relay_ok if self.relay_ok >= 0 else None,
+            "uptime_s": self._age(self._now),
+            "relay_ok_s_ago": self.up[0] - self.relay_ok if self.relay_ok >= 0 else None,
             "peers": self.peers.count(),
             "rx": self.rx_count,
             "tx": self.tx_count,
@@ -333,7 +329,6 @@ class Client:
 
     def on_timer(self, now):
         self._now = now
-        self._clock(now)
         self._age(now)
         if not self.running:
             return
@@ -347,37 +342,37 @@ class Client:
             if v[b + F_USED] and v[b + F_PROBES] > 0 and _diff(now, v[b + F_NEXT]) >= 0:
                 self._probe(i, now)
 
-    def _clock(self, now):
-        """Accumulate uptime in whole seconds (a tick difference would go
-        negative after 6.2 days); returns it."""
-        el = _diff(now, self.up_t)
-        if el > 0:
-            self.up_t = now
-            ms = self.up_ms + el
-            self.up_s += ms // 1000
-            self.up_ms = ms % 1000
-        return self.up_s
-
     def _age(self, now):
-        """Clamp stored past times to at most AGE_MS ago (see WAKE_MS): an
+        """Clamp stored past times to at most _AGE_MS ago (see _WAKE_MS): an
         idle trusted entry must not look fresh again when ticks wrap, nor
-        LRU or the bubble window go wrong."""
-        old = _sub(now, AGE_MS)
+        LRU or the bubble window go wrong.  And accumulate the uptime in
+        whole seconds (a tick difference goes negative after 6.2 days);
+        returns it."""
+        up = self.up
+        el = _diff(now, up[2])
+        if el > 0:
+            up[2] = now
+            ms = up[1] + el
+            up[0] += ms // 1000
+            up[1] = ms % 1000
+        old = _sub(now, _AGE_MS)
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
             if v[b + F_USED]:
                 for f in range(b + F_LAST_RX, b + F_WINDOW + 1):
-                    if _diff(now, v[f]) > AGE_MS:
+                    if _diff(now, v[f]) > _AGE_MS:
                         v[f] = old
-        for k in range(ORIGIN_SLOTS):
-            if _diff(now, self.og_t[k]) > AGE_MS:
-                self.og_t[k] = old
+        og = self.og
+        for k in range(_ORIGIN_SLOTS, 2 * _ORIGIN_SLOTS):
+            if _diff(now, og[k]) > _AGE_MS:
+                og[k] = old
         for k in range(3):
-            if _diff(now, self.tokens_t[k]) > AGE_MS:
+            if _diff(now, self.tokens_t[k]) > _AGE_MS:
                 self.tokens_t[k] = old
-        if _diff(now, self.s2_t) > AGE_MS:
+        if self.s2_t >= 0 and _diff(now, self.s2_t) > _AGE_MS:
             self.s2_t = old
+        return up[0]
 
     def _state_timer(self, now):
         ph = self.phase
@@ -409,7 +404,7 @@ class Client:
     def _qualify(self, now):
         self._set_state(QUALIFYING, now)
         self.phase = PH_PRIMARY
-        self.nt = NT_NONE
+        self.nt = _NT_NONE
         self.tries = 0
         self.cone_sent = False
         self._send_rs(now)
@@ -417,23 +412,22 @@ class Client:
     def _nat_timer(self, now):
         """The background NAT-type test of §5.2.1: no cone RA within T, so
         ask the secondary address; N tries, T apart."""
-        if self.nt == NT_CONE:
+        if self.nt == _NT_CONE:
             self._random(self.nonce_cone, 8)  # a late cone RA is stale from now on
             self.nt_tries = 0
         elif self.nt_tries >= self.cfg["qual_tries"]:
             # §5.2.1 would call the service unusable; but the primary address
             # answers and relays, so keep serving with the NAT type unknown
             # (as miredo, which never asks the secondary address).
-            self.nt = NT_NONE
+            self.nt = _NT_NONE
             self._set_nat(0)
             self.warning = ("secondary server address %s did not answer: NAT type unknown"
                             % self.server2_addr[0])
             if self.state != QUALIFIED:
                 self._qualified(self.first4, self.first_port, self.mtu, now)
             return
-        self.nt = NT_S2
+        self.nt = _NT_S2
         self.nt_tries += 1
-        self.s2_sent = True
         self.s2_t = now
         self._rs(self.nonce_s2, False, self.server2_addr)
         self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
@@ -447,7 +441,7 @@ class Client:
         self.backoff = min(self.backoff * 2, self.cfg["backoff_max_ms"])
 
     def _forget_address(self):
-        self.nt = NT_NONE
+        self.nt = _NT_NONE
         if self.has_address:
             self.has_address = False
             self.changes += 1
@@ -479,7 +473,7 @@ class Client:
         cone bit that qualified us)."""
         self.tries += 1
         if (self.phase == PH_PRIMARY and self.cfg["cone_probe"]
-                and (not self.s2_sent or _diff(now, self.s2_t) >= proto.NAT_UDP_TIMEOUT_MS)):
+                and (self.s2_t < 0 or _diff(now, self.s2_t) >= _NAT_UDP_TIMEOUT_MS)):
             self.cone_sent = True
             self._rs(self.nonce_cone, True, self.server_addr)
         self._rs(self.nonce_nc, False, self.server_addr)
@@ -568,7 +562,7 @@ class Client:
                     self._drop(wire.CHECKSUM)
                     return EV_NONE
                 self._trust(p, src4, sport, now)
-                self.relay_ok = self._clock(now)
+                self.relay_ok = self._age(now)
                 self.relay = "%s:%d" % (peers.addr[p][0], sport)
                 self.changes += 1
                 return EV_NONE
@@ -669,19 +663,19 @@ class Client:
         if cone_dst:
             # A cone RA must come from the other address (§5.3.2); from the
             # same one it proves nothing about the NAT.
-            if from_primary or not (qualifying or self.nt == NT_CONE):
+            if from_primary or not (qualifying or self.nt == _NT_CONE):
                 self._drop(wire.RA_INVALID)
                 return
             self._set_nat(1)
-            self.nt = NT_NONE
+            self.nt = _NT_NONE
             if self.state != QUALIFIED:
                 self._qualified(m4, port, mtu, now)
             return
         if not from_primary:
-            if self.nt != NT_S2:
+            if self.nt != _NT_S2:
                 self._drop(wire.RA_NONCE)
                 return
-            self.nt = NT_NONE
+            self.nt = _NT_NONE
             if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
                 self._set_nat(2)
                 if self.state != QUALIFIED:
@@ -690,25 +684,23 @@ class Client:
             # §5.2.1: different mappings for the two server addresses.  But
             # the NAT may have rebooted since the primary's answer: ask the
             # primary again before calling it symmetric.
-            self.s2_map4[0:4] = m4
-            self.s2_port = port
-            self.nt = NT_CHECK
+            self.nt = _NT_CHECK
             self.phase = PH_REFRESH if self.state == QUALIFIED else PH_PRIMARY
             self.tries = 0
             self._send_rs(now)
             return
-        if self.nt == NT_CHECK:
-            self.nt = NT_NONE
+        if self.nt == _NT_CHECK:
+            self.nt = _NT_NONE
             if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
                 self.phase = PH_NONE
                 self._forget_address()
                 self.nat = 3
                 self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
-                              "then %s:%d); Teredo cannot work through it. Forward a UDP "
-                              "port to this device and set it as the client port "
+                              "toward %s, another toward %s); Teredo cannot work through it. "
+                              "Forward a UDP port to this device and set it as the client port "
                               "(RFC 4380 §5.2.10). Retrying every %d s."
-                              % (addr.format_ipv4(m4), port, addr.format_ipv4(self.s2_map4),
-                                 self.s2_port, self.cfg["symmetric_retry_ms"] // 1000))
+                              % (addr.format_ipv4(m4), port, self.server_addr[0], self.server2_addr[0],
+                                 self.cfg["symmetric_retry_ms"] // 1000))
                 self._set_state(SYMMETRIC, now)
                 self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
                 return
@@ -729,7 +721,7 @@ class Client:
                 self._set_nat(0)
             self.nt_tries = 0
             if self.cone_sent:
-                self.nt = NT_CONE
+                self.nt = _NT_CONE
                 self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
             else:
                 self._nat_timer(now)
@@ -924,9 +916,20 @@ class Client:
             self._drop(wire.RATE_LIMITED)
             return
         if og >= 0:
-            if not self._origin_gap(t4, port, now):
+            # one per origin per 2 s: a few recent origins are remembered
+            g = self.og
+            k = 0
+            while k < _ORIGIN_SLOTS and not (g[k] == port and wire.eq(self.og4, k * 4, t4, 0, 4)):
+                k += 1
+            if k == _ORIGIN_SLOTS:
+                k = g[2 * _ORIGIN_SLOTS]  # the oldest is replaced
+                g[2 * _ORIGIN_SLOTS] = (k + 1) % _ORIGIN_SLOTS
+                self.og4[k * 4:k * 4 + 4] = t4
+                g[k] = port
+            elif _diff(now, g[_ORIGIN_SLOTS + k]) < proto.BUBBLE_MIN_GAP_MS:
                 self._drop(wire.RATE_LIMITED)
                 return
+            g[_ORIGIN_SLOTS + k] = now
         else:
             p = self.peers.find(rx, src)
             if p < 0:
@@ -940,22 +943,6 @@ class Client:
         wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, proto.HOP_LIMIT, self.address,
                         memoryview(rx)[src:src + 16])
         self._tx(self.arena_mv, o, 40, (addr.format_ipv4(t4), port))
-
-    def _origin_gap(self, t4, port, now):
-        """True (and noted) when no bubble went to origin t4:port in the last
-        2 s; a few recent origins are remembered, the oldest replaced."""
-        for k in range(ORIGIN_SLOTS):
-            if self.og_port[k] == port and wire.eq(self.og4, k * 4, t4, 0, 4):
-                if _diff(now, self.og_t[k]) < proto.BUBBLE_MIN_GAP_MS:
-                    return False
-                self.og_t[k] = now
-                return True
-        k = self.og_next
-        self.og_next = (k + 1) % ORIGIN_SLOTS
-        self.og4[k * 4:k * 4 + 4] = t4
-        self.og_port[k] = port
-        self.og_t[k] = now
-        return True
 
     def _new_peer(self, buf, off, now):
         """A new peer entry for the IPv6 address at buf[off], or minus the

@@ -20,12 +20,6 @@ AUTH_FIXED = 13       # 4 octets + 8 octets nonce + 1 confirmation octet
 ORIGIN_LEN = 8
 NONCE_LEN = 8
 
-# RFC 6081 §4 trailers after the IPv6 packet: the value length of each type
-# we know, by type: 1 nonce (4), 4 neighbor discovery option (4), 5 random
-# port (2); 3 is the alternate address trailer, 2 + 6 per address (8..26).
-TRAILER_LENS = b"\x00\x04\x00\x00\x04\x02"
-TRAILER_ALT_ADDR = 3
-
 # RFC 8200 §3 (RFC 2460): IPv6 header.
 IPV6_HLEN = 40
 NH_UDP = 17
@@ -67,9 +61,6 @@ REFRESH_S = 30
 PEER_VALID_MS = 30000
 PROBE_RETRY_MS = 2000
 PROBE_TRIES = 3
-# RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
-# 2 minutes, 5 recommended; what we sent within this time may still hold it.
-NAT_UDP_TIMEOUT_MS = 300000
 # RFC 4380 §5.2.6: bubble rate limits.
 BUBBLE_MIN_GAP_MS = 2000
 BUBBLE_WINDOW_MS = 300000

@@ -125,17 +125,17 @@ def parse_encap(buf, n, hdr):
         return LENGTH
     # RFC 6081 §4: trailers (type, length of the value, value) may follow the
     # IPv6 packet; Windows peers put them on bubbles.  Those we know must
-    # have their lengths; unknown types are skipped; none may overrun.
+    # have their lengths: 1 nonce (4), 4 neighbor discovery option (4),
+    # 5 random port (2), 3 alternate address (2 + 6 per address, 8..26).
+    # Unknown types are skipped; none may overrun.
     o = end
     while o < n:
         if o + 2 > n or o + 2 + buf[o + 1] > n:
             return TRAILER
         t = buf[o]
         k = buf[o + 1]
-        if t == proto.TRAILER_ALT_ADDR:
-            if k < 8 or k > 26 or (k - 2) % 6:
-                return TRAILER
-        elif t < len(proto.TRAILER_LENS) and proto.TRAILER_LENS[t] and k != proto.TRAILER_LENS[t]:
+        if (((t == 1 or t == 4) and k != 4) or (t == 5 and k != 2)
+                or (t == 3 and (k < 8 or k > 26 or (k - 2) % 6))):
             return TRAILER
         o += 2 + k
     hdr[H_IP] = off

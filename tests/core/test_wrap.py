@@ -3,10 +3,11 @@
 # days here, on_timer at least once a minute as next_deadline asks, and
 # tests also start just before the wrap.  CPython and MicroPython alike.
 from teredo import addr, proto
-from teredo.client import WAKE_MS, Client
+from teredo.client import Client
 from harness import RELAY, SERVER, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
 
 DAY_MS = 86400000
+WAKE_MS = 60000  # client._WAKE_MS: next_deadline is never further away
 WRAP = 1 << 30
 
 
