@@ -146,6 +146,13 @@ def is_global_ipv4(b, off=0):
     return True
 
 
+def is_global_ipv6(b, off=0):
+    """Global unicast as IANA allocates it: 2000::/3 (RFC 4291 §2.4).  Not
+    ::, ::1, multicast, link-local, ULA, IPv4-mapped: nothing a relay or
+    Teredo peer may claim as its source, or that we send a test to."""
+    return (b[off] & 0xE0) == 0x20
+
+
 # ---- Teredo addresses (RFC 4380 §4) ---------------------------------------
 # 2001:0000:SSSS:SSSS:FFFF:PPPP:MMMM:MMMM with server IPv4 S, flags F,
 # obfuscated (bit-inverted) mapped port P and mapped IPv4 M.
@@ -205,10 +212,8 @@ def decode_teredo(a):
     return bytes(a[4:8]), teredo_flags(a), teredo_port(a), bytes(m)
 
 
-def random_flags(rand, cone=False):
+def random_flags(rand):
     """RFC 5991 §4: 12 random bits under mask 0x3CFF from the injected source
-    rand(nbits) -> int; the cone bit (RFC 4380 §4) when behind a cone NAT."""
-    f = rand(16) & proto.FLAG_RANDOM_MASK
-    if cone:
-        f |= proto.FLAG_CONE
-    return f
+    rand(nbits) -> int.  The cone bit (RFC 4380 §4) is always 0 now: peers
+    that trusted it sent straight to NATs that filter (RFC 5991)."""
+    return rand(16) & proto.FLAG_RANDOM_MASK

@@ -30,8 +30,7 @@ DEFAULTS = (
     ("refresh_s", proto.REFRESH_S),      # RFC 4380 §5.2 / RFC 6081 §5.1.1 refresh interval
     ("qual_timeout_ms", proto.QUAL_TIMEOUT_MS),  # T of §5.2.1
     ("qual_tries", proto.QUAL_TRIES),    # N of §5.2.1
-    ("cone_probe", True),                # probe for a cone NAT first (§5.2.1)
-    ("cone_grace_ms", 5),                # wait for the cone RA after the first RA (sent together)
+    ("cone_probe", True),                # also test for a cone NAT (§5.2.1), for status only
     ("backoff_min_ms", 8000),            # offline: first retry of qualification
     ("backoff_max_ms", 128000),          # offline: longest wait between retries
     ("symmetric_retry_ms", 120000),      # symmetric NAT: slow retry
@@ -41,6 +40,7 @@ DEFAULTS = (
     ("echo_rate", 200),                  # echo replies per second (0: no limit)
     ("echo_burst", 50),
     ("bubble_rate", 20),                 # unsolicited direct bubbles per second
+    ("peer_rate", 5),                    # new peer entries per second (burst: max_peers)
     ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
     ("unreach_rate", 10),                # ICMPv6 port unreachable per second (RFC 4443 §2.4 (f))
     ("max_ports", 8),                    # UDP ports that may be bound at once
@@ -54,13 +54,17 @@ SYMMETRIC = const(3)
 
 NATS = ("unknown", "cone", "restricted", "symmetric")
 
-# Qualification phases (RFC 4380 §5.2.1, the RS to the primary address with
-# and without the cone bit are sent together; see _send_rs).
+# Qualification phases (RFC 4380 §5.2.1 and §5.2.5).  The client is usable
+# at the first RA from the primary address (one round trip, as miredo); the
+# NAT-type tests of §5.2.1 then run in the background (NT_*) and only set the
+# status field, since RFC 5991 takes the cone bit out of the address.
 PH_NONE = const(0)
-PH_PRIMARY = const(1)     # RS (cone and non-cone) to the primary address
-PH_CONE_WAIT = const(2)   # non-cone RA in; a short wait for the cone RA
-PH_SECONDARY = const(3)   # RS (non-cone) to the secondary address
-PH_REFRESH = const(4)     # qualified; refresh RS outstanding (§5.2.5)
+PH_PRIMARY = const(1)     # RS to the primary address (with the cone RS, see _send_rs)
+PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
+_NT_NONE = const(0)
+_NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
+_NT_S2 = const(2)          # RS to the secondary address outstanding
+_NT_CHECK = const(3)       # its mapping differed: the primary's again (symmetric?)
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
@@ -69,14 +73,24 @@ EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 EV_TCP = const(3)         # TCP segment: the IPv6 packet rx[ev_off:ev_off+ev_len], for tcp.on_segment
 
-UNREACHABLE = const(19)
-NO_PORT = const(20)       # UDP datagram for a port nobody bound
+UNREACHABLE = const(21)
+NO_PORT = const(22)       # UDP datagram for a port nobody bound
 DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port")
 
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
 TX_SLOTS = const(8)
+_ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_reply_bubble)
 HALF = const(0x20000000)
+# Ticks wrap at 2**30 ms (6.2 days of difference): on_timer runs at least
+# every _WAKE_MS (next_deadline says so) and clamps every stored past time to
+# at most _AGE_MS ago, longer than any window it is compared with (300 s of
+# §5.2.6, 30 s of §5.2.4, the NAT UDP timeout), so no difference ever wraps.
+_WAKE_MS = const(60000)
+_AGE_MS = const(600000)
+# RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
+# 2 minutes, 5 recommended; what we sent within this time may still hold it.
+_NAT_UDP_TIMEOUT_MS = const(300000)
 
 
 def _diff(a, b):
@@ -160,7 +174,10 @@ class Client:
         self.nat = 0
         self.error = None
         self.phase = PH_NONE
-        self.cone = False
+        self.nt = _NT_NONE
+        self.nt_tries = 0
+        self.nt_deadline = 0
+        self.warning = None
         self.address = bytearray(16)
         self.has_address = False
         self.mapped4 = bytearray(4)
@@ -170,18 +187,26 @@ class Client:
         self.mtu = proto.MTU_DEFAULT
         self.nonce_cone = bytearray(8)
         self.nonce_nc = bytearray(8)
+        self.nonce_s2 = bytearray(8)
+        self.cone_sent = False
+        self.s2_t = -1        # when we last wrote to the secondary address (-1: never)
         self.tries = 0
         self.deadline = 0
         self.backoff = cfg["backoff_min_ms"]
         self.last_server = 0
         self.refresh_at = 0
-        self.started = 0
+        self.running = False
+        self.up = [0, 0, 0]       # uptime: whole seconds, ms not yet a second, counted up to
         self.relay = None
+        self.relay_ok = -1        # uptime_s of the last connectivity test that passed
         self.local = None
         self._now = 0
-        # token buckets: echo replies, unsolicited bubbles, ICMPv6 errors
-        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["unreach_rate"] * 1000]
-        self.tokens_t = [0, 0, 0]
+        self.og4 = bytearray(4 * _ORIGIN_SLOTS)
+        self.og = [0] * (2 * _ORIGIN_SLOTS + 1)  # their ports, times of the bubble, next slot
+        # token buckets: echo replies, unsolicited bubbles, new peer entries, ICMPv6 errors
+        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["max_peers"] * 1000,
+                       cfg["unreach_rate"] * 1000]
+        self.tokens_t = [0, 0, 0, 0]
         self.ports = []  # bound UDP ports: datagrams for others are dropped (no_port)
         self.ev_seq = 0
         self.ev_src = 0
@@ -195,7 +220,11 @@ class Client:
     def start(self, now):
         self._now = now
         self.error = None
-        self.started = now
+        self.running = True
+        self.relay_ok = -1
+        self.up[0] = 0
+        self.up[1] = 0
+        self.up[2] = now
         for i in range(len(self.tokens_t)):
             self.tokens_t[i] = now
         self._qualify(now)
@@ -205,18 +234,24 @@ class Client:
         offline, saying why, until start() is called again."""
         self._forget_address()
         self.phase = PH_NONE
+        self.warning = None
         self.error = why
         self.backoff = self.cfg["backoff_min_ms"]
         self._set_state(OFFLINE, self._now)
-        self.deadline = _add(self._now, HALF - 1)
+        self.running = False
 
     def set_local(self, text):
         """The shell tells the core its local ip:port, for status only."""
         self.local = text
 
     def next_deadline(self):
-        """The earliest time on_timer wants to run (ticks ms)."""
-        d = self.deadline
+        """The earliest time on_timer wants to run (ticks ms): never later
+        than _WAKE_MS from the last time seen (see _AGE_MS)."""
+        d = _add(self._now, _WAKE_MS)
+        if self.running and _diff(self.deadline, d) < 0:
+            d = self.deadline
+        if self.nt and _diff(self.nt_deadline, d) < 0:
+            d = self.nt_deadline
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
@@ -315,25 +350,64 @@ class Client:
             "local": self.local,
             "relay": self.relay,
             "refresh_s": self.cfg["refresh_s"],
-            "uptime_s": _diff(self._now, self.started) // 1000,
+            "uptime_s": self._age(self._now),
+            "relay_ok_s_ago": self.up[0] - self.relay_ok if self.relay_ok >= 0 else None,
             "peers": self.peers.count(),
             "rx": self.rx_count,
             "tx": self.tx_count,
             "drops": drops,
             "error": self.error,
+            "warning": self.warning,
         }
 
     # ---- timers -------------------------------------------------------------
 
     def on_timer(self, now):
         self._now = now
+        self._age(now)
+        if not self.running:
+            return
         if _diff(now, self.deadline) >= 0:
             self._state_timer(now)
+        if self.nt and _diff(now, self.nt_deadline) >= 0:
+            self._nat_timer(now)
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
             if v[b + F_USED] and v[b + F_PROBES] > 0 and _diff(now, v[b + F_NEXT]) >= 0:
                 self._probe(i, now)
+
+    def _age(self, now):
+        """Clamp stored past times to at most _AGE_MS ago (see _WAKE_MS): an
+        idle trusted entry must not look fresh again when ticks wrap, nor
+        LRU or the bubble window go wrong.  And accumulate the uptime in
+        whole seconds (a tick difference goes negative after 6.2 days);
+        returns it."""
+        up = self.up
+        el = _diff(now, up[2])
+        if el > 0:
+            up[2] = now
+            ms = up[1] + el
+            up[0] += ms // 1000
+            up[1] = ms % 1000
+        old = _sub(now, _AGE_MS)
+        v = self.peers.v
+        for i in range(self.peers.n):
+            b = i * NF
+            if v[b + F_USED]:
+                for f in range(b + F_LAST_RX, b + F_WINDOW + 1):
+                    if _diff(now, v[f]) > _AGE_MS:
+                        v[f] = old
+        og = self.og
+        for k in range(_ORIGIN_SLOTS, 2 * _ORIGIN_SLOTS):
+            if _diff(now, og[k]) > _AGE_MS:
+                og[k] = old
+        for k in range(3):
+            if _diff(now, self.tokens_t[k]) > _AGE_MS:
+                self.tokens_t[k] = old
+        if self.s2_t >= 0 and _diff(now, self.s2_t) > _AGE_MS:
+            self.s2_t = old
+        return up[0]
 
     def _state_timer(self, now):
         ph = self.phase
@@ -347,24 +421,17 @@ class Client:
             else:
                 self.deadline = self.refresh_at
             return
-        if ph == PH_CONE_WAIT:
-            self._to_secondary(now)
-            return
-        if ph in (PH_PRIMARY, PH_SECONDARY, PH_REFRESH):
+        if ph == PH_PRIMARY or ph == PH_REFRESH:
             if self.tries < self.cfg["qual_tries"]:
                 self._send_rs(now)
                 return
             if ph == PH_REFRESH:
                 self._lost(now, "server %s stopped answering refreshes; requalifying"
                            % self.server_addr[0])
-            elif ph == PH_PRIMARY:
+            else:
                 self._lost(now, "no answer from Teredo server %s (UDP %d) after %d tries: "
                            "check the server address and that UDP is not blocked"
                            % (self.server_addr[0], proto.PORT, self.tries))
-            else:
-                self._lost(now, "secondary server address %s did not answer; the server "
-                           "needs two consecutive addresses (or set server2)"
-                           % self.server2_addr[0])
             return
         # offline or symmetric: time to try again
         self._qualify(now)
@@ -372,8 +439,33 @@ class Client:
     def _qualify(self, now):
         self._set_state(QUALIFYING, now)
         self.phase = PH_PRIMARY
+        self.nt = _NT_NONE
         self.tries = 0
+        self.cone_sent = False
         self._send_rs(now)
+
+    def _nat_timer(self, now):
+        """The background NAT-type test of §5.2.1: no cone RA within T, so
+        ask the secondary address; N tries, T apart."""
+        if self.nt == _NT_CONE:
+            self._random(self.nonce_cone, 8)  # a late cone RA is stale from now on
+            self.nt_tries = 0
+        elif self.nt_tries >= self.cfg["qual_tries"]:
+            # §5.2.1 would call the service unusable; but the primary address
+            # answers and relays, so keep serving with the NAT type unknown
+            # (as miredo, which never asks the secondary address).
+            self.nt = _NT_NONE
+            self._set_nat(0)
+            self.warning = ("secondary server address %s did not answer: NAT type unknown"
+                            % self.server2_addr[0])
+            if self.state != QUALIFIED:
+                self._qualified(self.first4, self.first_port, self.mtu, now)
+            return
+        self.nt = _NT_S2
+        self.nt_tries += 1
+        self.s2_t = now
+        self._rs(self.nonce_s2, False, self.server2_addr)
+        self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
 
     def _lost(self, now, why):
         self._forget_address()
@@ -384,12 +476,19 @@ class Client:
         self.backoff = min(self.backoff * 2, self.cfg["backoff_max_ms"])
 
     def _forget_address(self):
+        self.nt = _NT_NONE
         if self.has_address:
             self.has_address = False
             self.changes += 1
         for i in range(self.peers.n):
             self.peers.free(i)
         self.relay = None
+        self.relay_ok = -1
+
+    def _set_nat(self, nat):
+        if self.nat != nat:
+            self.nat = nat
+            self.changes += 1  # shells report status at every change
 
     def _set_state(self, s, now):
         if self.state != s:
@@ -397,23 +496,22 @@ class Client:
             self.changes += 1
 
     def _send_rs(self, now):
-        """RS with a fresh nonce (RFC 5991 §3).  In the primary phase the RS
-        with the cone bit and the one without go out together: the cone RA
+        """RS with a fresh nonce (RFC 5991 §3) to the primary address.  While
+        qualifying, the RS with the cone bit goes out with it: the cone RA
         comes from the other server address (RFC 4380 §5.3.2), which a
-        restricted NAT drops because we have not yet sent to that address; so
-        both tests run in one round trip instead of N*T seconds apart.  A late
-        cone RA after we write to the secondary address carries an old nonce
-        and is refused, so it cannot mislabel a restricted NAT as cone."""
+        restricted NAT lets in only if we wrote to that address ourselves.
+        So the cone test is made only when we have not written to the
+        secondary address within a NAT's UDP timeout (RFC 4787 REQ-5): after
+        a restart, our own earlier RS would still hold the filter open and a
+        restricted NAT would pass for a cone one.  Refreshes never carry the
+        cone bit: since RFC 5991 our address has C = 0 (§5.2.5 asks for the
+        cone bit that qualified us)."""
         self.tries += 1
-        ph = self.phase
-        if ph == PH_PRIMARY:
-            if self.cfg["cone_probe"]:
-                self._rs(self.nonce_cone, True, self.server_addr)
-            self._rs(self.nonce_nc, False, self.server_addr)
-        elif ph == PH_SECONDARY:
-            self._rs(self.nonce_nc, False, self.server2_addr)
-        else:  # refresh with the cone bit that got us qualified (§5.2.5)
-            self._rs(self.nonce_cone if self.cone else self.nonce_nc, self.cone, self.server_addr)
+        if (self.phase == PH_PRIMARY and self.cfg["cone_probe"]
+                and (self.s2_t < 0 or _diff(now, self.s2_t) >= _NAT_UDP_TIMEOUT_MS)):
+            self.cone_sent = True
+            self._rs(self.nonce_cone, True, self.server_addr)
+        self._rs(self.nonce_nc, False, self.server_addr)
         self.deadline = _add(now, self.cfg["qual_timeout_ms"])
 
     def _rs(self, nonce, cone, to):
@@ -424,12 +522,6 @@ class Client:
             return
         n = wire.build_rs(self.arena, o, nonce, cone)
         self._tx(self.arena_mv, o, n, to)
-
-    def _to_secondary(self, now):
-        self._random(self.nonce_cone, 8)  # a late cone RA is now stale
-        self.phase = PH_SECONDARY
-        self.tries = 0
-        self._send_rs(now)
 
     # ---- receive ------------------------------------------------------------
 
@@ -448,6 +540,7 @@ class Client:
         if r:
             self._drop(r)
             return EV_NONE
+        n = hdr[wire.H_END]  # RFC 6081 trailers, if any, end here
         self.rx_count += 1
         ip = hdr[wire.H_IP]
         nh = rx[ip + 6]
@@ -467,13 +560,8 @@ class Client:
             # with it (RAs count once _on_ra has accepted them)
             self.last_server = now
             self._schedule_refresh(now)
-            og = hdr[wire.H_ORIGIN]
-            if og >= 0:
-                # Relayed by the server with an origin indication: open the
-                # path with a direct bubble to the origin, addressed to the
-                # IPv6 source of what was relayed, as relays expect (§5.2.3,
-                # §5.2.9 and RFC 4380 §5.4.1 seen from the client side).
-                self._origin_bubble(og, ip, now)
+            # relayed by the server: open the path with a direct bubble
+            self._reply_bubble(hdr[wire.H_ORIGIN], ip, now)
             if nh == proto.NH_NONE:
                 return EV_NONE
             return self._deliver(ip, n, now)
@@ -509,6 +597,7 @@ class Client:
                     self._drop(wire.CHECKSUM)
                     return EV_NONE
                 self._trust(p, src4, sport, now)
+                self.relay_ok = self._age(now)
                 self.relay = "%s:%d" % (peers.addr[p][0], sport)
                 self.changes += 1
                 return EV_NONE
@@ -519,7 +608,9 @@ class Client:
                 self._drop(wire.SPOOFED)
                 return EV_NONE
             if p < 0:
-                p = peers.new(rx, src, now, _sub(now, proto.PEER_VALID_MS))
+                p = self._new_peer(rx, src, now)
+                if p < 0:
+                    return EV_NONE
             self._trust(p, src4, sport, now)
             if nh == proto.NH_NONE:
                 return EV_NONE
@@ -539,17 +630,22 @@ class Client:
         nh = rx[ip + 6]
         plen = n - ip - 40
         r = wire.UNSUPPORTED
-        if nh == proto.NH_TCP:
+        if not addr.is_global_ipv6(rx, ip + 8):
+            # ::, ::1, multicast, link-local...: a spoofed source (§5.2.3
+            # case 6, §7.3.3); never answered, never given an entry or a test
+            r = wire.NON_GLOBAL
+        elif nh == proto.NH_TCP:
             # checked (length, checksum) by the TCP, which parses it anyway
             self.ev_src = ip + 8
             self.ev_off = ip
             self.ev_len = n - ip
             return EV_TCP
-        if nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
+        elif nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
             if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
                 r = wire.LENGTH
-            elif wire.l4_sum(rx, ip, nh, plen) != 0xFFFF:
-                r = wire.CHECKSUM
+            elif (wire.l4_sum(rx, ip, nh, plen) != 0xFFFF
+                  or (nh == proto.NH_UDP and rx[ip + 46] == 0 and rx[ip + 47] == 0)):
+                r = wire.CHECKSUM  # RFC 8200 §8.1: a zero UDP checksum over IPv6 is discarded
             elif nh == proto.NH_UDP:
                 dport = (rx[ip + 42] << 8) | rx[ip + 43]
                 if dport not in self.ports:
@@ -599,7 +695,7 @@ class Client:
         rx = self.rx
         if rx[ip + 8] == 0xFF or addr.is_unspecified(rx, ip + 8):
             return
-        if not self._token(2, now, self.cfg["unreach_rate"], self.cfg["unreach_rate"]):
+        if not self._token(3, now, self.cfg["unreach_rate"], self.cfg["unreach_rate"]):
             self.drops[wire.RATE_LIMITED] += 1
             return
         c = n - ip
@@ -625,7 +721,9 @@ class Client:
         hdr = self.hdr
         ip = hdr[wire.H_IP]
         cone_dst = wire.eq(rx, ip + 24, proto.LL_CONE, 0, 16)
-        nonce = self.nonce_cone if cone_dst else self.nonce_nc
+        from_primary = wire.eq(src4, 0, self.server4, 0, 4)
+        # one nonce per kind of RS outstanding: cone, primary, secondary
+        nonce = self.nonce_cone if cone_dst else (self.nonce_nc if from_primary else self.nonce_s2)
         ll = proto.LL_CONE if cone_dst else proto.LL_NONCONE
         r = wire.parse_ra(rx, hdr, nonce, ll, self.server4, self.res, self.tmp4)
         if r:
@@ -633,54 +731,79 @@ class Client:
             return
         self._random(nonce, 8)  # one RA per nonce: replays are now stale
         self.last_server = now  # §5.2.3: a valid RA is an interaction with the server
+        m4 = self.tmp4
         port = self.res[0]
         mtu = self.res[1]
-        ph = self.phase
-        from_primary = wire.eq(src4, 0, self.server4, 0, 4)
-        if ph in (PH_PRIMARY, PH_CONE_WAIT):
-            if cone_dst:
-                if from_primary:
-                    # A cone RA must come from the other address (§5.3.2);
-                    # from the same one it proves nothing about the NAT.
-                    self._drop(wire.RA_INVALID)
-                    return
-                self._qualified(True, 1, self.tmp4, port, mtu, now)
+        qualifying = self.state == QUALIFYING and self.phase == PH_PRIMARY
+        if cone_dst:
+            # A cone RA must come from the other address (§5.3.2); from the
+            # same one it proves nothing about the NAT.
+            if from_primary or not (qualifying or self.nt == _NT_CONE):
+                self._drop(wire.RA_INVALID)
                 return
-            if ph == PH_PRIMARY and from_primary:
-                self.first4[0:4] = self.tmp4
-                self.first_port = port
-                if self.cfg["cone_probe"]:
-                    self.phase = PH_CONE_WAIT
-                    self.deadline = _add(now, self.cfg["cone_grace_ms"])
-                else:
-                    self._to_secondary(now)
-                return
-            self._drop(wire.RA_INVALID)
+            self._set_nat(1)
+            self.nt = _NT_NONE
+            if self.state != QUALIFIED:
+                self._qualified(m4, port, mtu, now)
             return
-        if ph == PH_SECONDARY:
-            if cone_dst or from_primary:
+        if not from_primary:
+            if self.nt != _NT_S2:
                 self._drop(wire.RA_NONCE)
                 return
-            if port == self.first_port and wire.eq(self.tmp4, 0, self.first4, 0, 4):
-                self._qualified(False, 2, self.tmp4, port, mtu, now)
-            else:
-                # §5.2.1: different mappings for the two server addresses
+            self.nt = _NT_NONE
+            if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
+                self._set_nat(2)
+                if self.state != QUALIFIED:
+                    self._qualified(m4, port, mtu, now)
+                return
+            # §5.2.1: different mappings for the two server addresses.  But
+            # the NAT may have rebooted since the primary's answer: ask the
+            # primary again before calling it symmetric.
+            self.nt = _NT_CHECK
+            self.phase = PH_REFRESH if self.state == QUALIFIED else PH_PRIMARY
+            self.tries = 0
+            self._send_rs(now)
+            return
+        if self.nt == _NT_CHECK:
+            self.nt = _NT_NONE
+            if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
                 self.phase = PH_NONE
                 self._forget_address()
                 self.nat = 3
                 self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
-                              "then %s:%d); Teredo cannot work through it. Forward a UDP "
-                              "port to this device and set it as the client port "
+                              "toward %s, another toward %s); Teredo cannot work through it. "
+                              "Forward a UDP port to this device and set it as the client port "
                               "(RFC 4380 §5.2.10). Retrying every %d s."
-                              % (addr.format_ipv4(self.first4), self.first_port,
-                                 addr.format_ipv4(self.tmp4), port,
+                              % (addr.format_ipv4(m4), port, self.server_addr[0], self.server2_addr[0],
                                  self.cfg["symmetric_retry_ms"] // 1000))
                 self._set_state(SYMMETRIC, now)
                 self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
+                return
+            # the mapping moved: a new primary answer (below) or a changed one
+        if qualifying:
+            # the primary's answer: usable now; the NAT type follows (§5.2.1)
+            self.first4[0:4] = m4
+            self.first_port = port
+            self.mtu = mtu
+            self.warning = None
+            if self.nat == 3:
+                # it was symmetric: test again before using the address
+                self.phase = PH_NONE
+                self.deadline = _add(now, HALF - 1)
+            elif self._qualified(m4, port, mtu, now) and self.nat:
+                return  # same mapping and server as before: the NAT type stands
+            else:
+                self._set_nat(0)
+            self.nt_tries = 0
+            if self.cone_sent:
+                self.nt = _NT_CONE
+                self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
+            else:
+                self._nat_timer(now)
             return
-        if ph == PH_REFRESH or self.state == QUALIFIED:
+        if self.state == QUALIFIED:
             # §5.2.5: the mapping must still match our address
-            if port == self.mapped_port and wire.eq(self.tmp4, 0, self.mapped4, 0, 4):
+            if port == self.mapped_port and wire.eq(m4, 0, self.mapped4, 0, 4):
                 self.phase = PH_NONE
                 self.tries = 0
                 self.mtu = mtu
@@ -690,20 +813,24 @@ class Client:
             self._forget_address()
             self._qualify(now)
             self.error = ("NAT mapping changed (was %s, now %s:%d); requalified"
-                          % (old, addr.format_ipv4(self.tmp4), port))
+                          % (old, addr.format_ipv4(m4), port))
             return
         self._drop(wire.RA_NONCE)
 
-    def _qualified(self, cone, nat, mapped4, port, mtu, now):
+    def _qualified(self, mapped4, port, mtu, now):
         """§5.2.1: build our address from the RA's prefix and the origin
-        indication, with RFC 5991 random flag bits."""
-        self.cone = cone
-        self.nat = nat
+        indication, with RFC 5991 random flag bits and the cone bit 0.  When
+        the server and mapping are those of the last address (a blip, a
+        restart), the flag bits are kept too, so the address stays the same
+        (as miredo).  Returns True then."""
+        a = self.address
+        same = (wire.eq(a, 4, self.server4, 0, 4) and addr.teredo_port(a, 0) == port
+                and addr.teredo_mapped_matches(a, 0, mapped4, 0))
         self.mapped4[0:4] = mapped4
         self.mapped_port = port
         self.mtu = mtu
-        flags = addr.random_flags(self.rand, cone)
-        addr.build_teredo(self.server4, flags, port, mapped4, self.address, 0)
+        addr.build_teredo(self.server4, addr.teredo_flags(a, 0) if same else addr.random_flags(self.rand),
+                          port, mapped4, a, 0)
         self.has_address = True
         self.error = None
         self.phase = PH_NONE
@@ -712,11 +839,14 @@ class Client:
         self.changes += 1
         self._set_state(QUALIFIED, now)
         self._schedule_refresh(now)
+        return same
 
     def _schedule_refresh(self, now):
-        """§5.2: randomised refresh interval, 75..100 % of the interval."""
+        """§5.2: randomised refresh interval, 75..100 % of the interval.
+        Every intermediate stays under 2**30 (900000 * 1023 at most): a big
+        int is a heap allocation on a 32-bit board."""
         r = self.cfg["refresh_s"] * 1000
-        jitter = (self.rand(16) * (r // 4)) >> 16
+        jitter = ((r // 4) * self.rand(10)) >> 10
         self.refresh_at = _add(now, r - jitter)
         if self.phase != PH_REFRESH:
             self.deadline = self.refresh_at
@@ -728,6 +858,8 @@ class Client:
         if n > self.mtu:
             return self._drop(wire.TOO_BIG)
         dst = ip + 24
+        if not addr.is_global_ipv6(buf, dst):
+            return self._drop(wire.NON_GLOBAL)  # no connectivity test to ff02::1 etc.
         peers = self.peers
         v = peers.v
         if p < 0:
@@ -739,7 +871,11 @@ class Client:
             v[b + F_LAST_USE] = now
             return self._tx(mv, ip, n, peers.addr[p])
         if p < 0:
-            p = peers.new(buf, dst, now, _sub(now, proto.PEER_VALID_MS))
+            if not peers.queue_free():
+                return self._drop(wire.QUEUE_FULL)  # before taking an entry
+            p = self._new_peer(buf, dst, now)
+            if p < 0:
+                return -p
             b = p * NF
         elif v[b + F_TRUSTED]:
             v[b + F_TRUSTED] = 0  # expired: test the path again
@@ -754,7 +890,11 @@ class Client:
         if not peers.enqueue(p, buf, ip, n):
             return self._drop(wire.QUEUE_FULL)
         if v[b + F_PROBES] == 0:
-            v[b + F_PROBES] = proto.PROBE_TRIES + 1
+            # §5.2.4 cases 2 and 5: the test (or bubbles) once, then repeated
+            # up to 3 times 2 s apart, and a last 2 s for the answer; one
+            # nonce for the whole test, so a late reply still counts (§5.2.9)
+            v[b + F_PROBES] = proto.PROBE_TRIES + 2
+            self._random(peers.nonce, 8, p * 8)
             self._probe(p, now)
         return 0
 
@@ -766,20 +906,18 @@ class Client:
         b = p * NF
         v[b + F_PROBES] -= 1
         if v[b + F_PROBES] <= 0:
-            # never answered: what was queued is lost
+            # never answered: what was queued is lost; the entry stays (LRU)
+            # with its bubble count for §5.2.6's 300 s
             if v[b + F_QLEN]:
                 self.drops[UNREACHABLE] += 1
-            peers.free(p)
+            v[b + F_PROBES] = 0
+            peers.drop_queue(p)
             return
         v[b + F_NEXT] = _add(now, proto.PROBE_RETRY_MS)
         if v[b + F_TEREDO]:
             self._bubbles(p, now)
             return
         nonce = peers.nonce
-        for k in range(p * 8, p * 8 + 8, 2):
-            r = self.rand(16)
-            nonce[k] = r >> 8
-            nonce[k + 1] = r & 0xFF
         o = self._arena(56)
         if o < 0:
             self._drop(wire.TX_FULL)
@@ -789,8 +927,11 @@ class Client:
                             0, 0, nonce[p * 8:p * 8 + 8], 8)
         self._tx(self.arena_mv, o, n, self.server_addr)
 
-    def _bubbles(self, p, now):
-        # §5.2.6: at least 2 s apart, at most 4 in 300 s without an answer
+    def _bubble_ok(self, p, now):
+        """§5.2.6: no bubble to peer p less than 2 s after the last
+        transmission to it, nor once 4 went out in 300 s without a direct
+        response (_trust clears the count; a failed entry keeps it).  Counts
+        the bubble when it may go."""
         v = self.peers.v
         b = p * NF
         if _diff(now, v[b + F_WINDOW]) >= proto.BUBBLE_WINDOW_MS:
@@ -799,9 +940,14 @@ class Client:
         if (_diff(now, v[b + F_LAST_TX]) < proto.BUBBLE_MIN_GAP_MS
                 or v[b + F_BUBBLES] >= proto.BUBBLE_MAX_IN_WINDOW):
             self._drop(wire.RATE_LIMITED)
-            return
+            return False
         v[b + F_LAST_TX] = now
         v[b + F_BUBBLES] += 1
+        return True
+
+    def _bubbles(self, p, now):
+        if not self._bubble_ok(p, now):
+            return
         ip6 = self.peers.ip6[p * 16:p * 16 + 16]
         # direct bubble to the mapped address and port in the peer's address
         for i in range(4):
@@ -817,24 +963,73 @@ class Client:
                 wire.build_bubble(self.arena, o, self.address, ip6)
                 self._tx(self.arena_mv, o, 40, (addr.format_ipv4(ip6, 4), proto.PORT))
 
-    def _origin_bubble(self, og, ip, now):
+    def _reply_bubble(self, og, ip, now):
+        """A packet relayed by our server: answer with a direct bubble to
+        where it came from, so that the sender can reach us directly (§5.2.3,
+        §5.2.9 and §5.4.1 seen from the client side).  With an origin
+        indication, to the origin (a relay), addressed to the IPv6 source it
+        used (relays use a link-local one), at most one per origin per 2 s
+        (§5.2.6's gap).  Without one (§5.3.1 makes it a should for servers),
+        to the mapping in a Teredo source address, under all of §5.2.6 (the
+        peer's entry, its gap and count), as miredo guesses it."""
         rx = self.rx
-        wire.origin_ip_into(rx, og, self.tmp4)
-        if not addr.is_global_ipv4(self.tmp4, 0) or wire.origin_port(rx, og) == 0:
+        src = ip + 8
+        t4 = self.tmp4
+        if og >= 0:
+            wire.origin_ip_into(rx, og, t4)
+            port = wire.origin_port(rx, og)
+        elif addr.is_teredo(rx, src):
+            for i in range(4):
+                t4[i] = rx[src + 12 + i] ^ 0xFF
+            port = addr.teredo_port(rx, src)
+        else:
+            return
+        if not addr.is_global_ipv4(t4, 0) or port == 0:
             self._drop(wire.NON_GLOBAL)
             return
         if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
             self._drop(wire.RATE_LIMITED)
             return
+        if og >= 0:
+            # one per origin per 2 s: a few recent origins are remembered
+            g = self.og
+            k = 0
+            while k < _ORIGIN_SLOTS and not (g[k] == port and wire.eq(self.og4, k * 4, t4, 0, 4)):
+                k += 1
+            if k == _ORIGIN_SLOTS:
+                k = g[2 * _ORIGIN_SLOTS]  # the oldest is replaced
+                g[2 * _ORIGIN_SLOTS] = (k + 1) % _ORIGIN_SLOTS
+                self.og4[k * 4:k * 4 + 4] = t4
+                g[k] = port
+            elif _diff(now, g[_ORIGIN_SLOTS + k]) < proto.BUBBLE_MIN_GAP_MS:
+                self._drop(wire.RATE_LIMITED)
+                return
+            g[_ORIGIN_SLOTS + k] = now
+        else:
+            p = self.peers.find(rx, src)
+            if p < 0:
+                p = self._new_peer(rx, src, now)
+            if p < 0 or not self._bubble_ok(p, now):
+                return
         o = self._arena(40)
         if o < 0:
             self._drop(wire.TX_FULL)
             return
-        # to the IPv6 source of the relayed packet (a relay uses its
-        # link-local address there), from our Teredo address
         wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, proto.HOP_LIMIT, self.address,
-                        memoryview(rx)[ip + 8:ip + 24])
-        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(self.tmp4), wire.origin_port(rx, og)))
+                        memoryview(rx)[src:src + 16])
+        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(t4), port))
+
+    def _new_peer(self, buf, off, now):
+        """A new peer entry for the IPv6 address at buf[off], or minus the
+        drop reason (counted).  New entries come from a token bucket of their own
+        (§7.3.3: a flood of new sources, spoofed or not, must not churn the
+        table) and never evict a valid trusted one (PeerTable.new)."""
+        if not self._token(2, now, self.cfg["peer_rate"], self.cfg["max_peers"]):
+            return -self._drop(wire.RATE_LIMITED)
+        p = self.peers.new(buf, off, now, _sub(now, proto.PEER_VALID_MS))
+        if p < 0:
+            return -self._drop(wire.PEERS_FULL)
+        return p
 
     def _trust(self, p, src4, sport, now):
         """Mark the peer trusted at the UDP source it answered from, and send
@@ -889,15 +1084,16 @@ class Client:
         self.drops[reason] += 1
         return reason
 
-    def _random(self, buf, n):
-        for i in range(0, n, 2):
+    def _random(self, buf, n, off=0):
+        for i in range(off, off + n, 2):
             v = self.rand(16)
             buf[i] = v >> 8
-            if i + 1 < n:
+            if i + 1 < off + n:
                 buf[i + 1] = v & 0xFF
 
     def _token(self, k, now, rate, burst):
-        """Token bucket k (0: echo replies, 1: unsolicited bubbles), in
+        """Token bucket k (0: echo replies, 1: unsolicited bubbles, 2: new
+        peer entries), in
         milli-tokens so that it stays in small ints.  rate 0: no limit."""
         if rate == 0:
             return True

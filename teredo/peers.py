@@ -21,11 +21,11 @@ F_KEY = const(1)        # low 24 bits of the IPv6 address, to skip mismatches fa
 F_TEREDO = const(2)     # 1 when the peer's IPv6 address is a Teredo address
 F_TRUSTED = const(3)    # RFC 4380 §5.2: status of the mapped address
 F_PORT = const(4)       # mapped UDP port of the peer
-F_LAST_RX = const(5)
+F_LAST_RX = const(5)    # F_LAST_RX..F_WINDOW: past times, aged by Client._age
 F_LAST_TX = const(6)
 F_LAST_USE = const(7)   # for LRU replacement
-F_BUBBLES = const(8)    # bubbles sent in the current 300 s window (§5.2.6)
-F_WINDOW = const(9)     # start of that window
+F_WINDOW = const(8)     # start of the current 300 s bubble window (§5.2.6)
+F_BUBBLES = const(9)    # bubbles sent in that window
 F_PROBES = const(10)    # connectivity tests / bubble rounds left (§5.2.4)
 F_NEXT = const(11)      # time of the next probe
 F_Q = const(12)         # index of the borrowed queue buffer, -1 = none
@@ -72,16 +72,31 @@ class PeerTable:
 
     def new(self, buf, off, now, ago):
         """Take a free entry, or the least recently used one (RFC 4380 §5.2
-        suggests LRU).  'ago' is now minus 30 s: new entries start with their
-        last reception and transmission 30 s in the past (§5.2.3, §5.2.6)."""
+        suggests LRU), idle ones before those running a test.  A valid
+        trusted entry (reception within 30 s, §5.2.4) is never taken: a
+        newcomer, maybe spoofed, must not evict the relay we talk through
+        (§7.3.3); -1 when every entry is one.  'ago' is now minus 30 s: new
+        entries start with their last reception and transmission 30 s in the
+        past (§5.2.3, §5.2.6)."""
         v = self.v
         victim = -1
         for i in range(self.n):
-            if not v[i * NF + F_USED]:
+            b = i * NF
+            if not v[b + F_USED]:
                 victim = i
                 break
-            if victim < 0 or _before(v[i * NF + F_LAST_USE], v[victim * NF + F_LAST_USE]):
+            if v[b + F_TRUSTED] and _before(ago, v[b + F_LAST_RX]):
+                continue
+            if victim < 0:
                 victim = i
+                continue
+            w = victim * NF
+            pi = v[b + F_PROBES] > 0
+            pw = v[w + F_PROBES] > 0
+            if pi < pw or (pi == pw and _before(v[b + F_LAST_USE], v[w + F_LAST_USE])):
+                victim = i
+        if victim < 0:
+            return -1
         i = victim
         self.free(i)
         b = i * NF
@@ -134,6 +149,13 @@ class PeerTable:
         qb[o + 2:o + 2 + n] = memoryview(buf)[off:off + n]
         v[b + F_QLEN] = o + 2 + n
         return True
+
+    def queue_free(self):
+        """True when a queue buffer is free to borrow."""
+        for k in range(len(self.qbufs)):
+            if self.qowner[k] < 0 and not self.qrelease[k]:
+                return True
+        return False
 
     def drop_queue(self, i):
         b = i * NF

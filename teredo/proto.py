@@ -46,11 +46,13 @@ LL_NONCONE = b"\xfe\x80\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff"
 # RFC 4291 §2.7.1: all-routers multicast, the RS destination.
 ALL_ROUTERS = b"\xff\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02"
 
-# RFC 4380 §5.1.2: the Teredo link MTU, and the range an RA may set
-# (RFC 8200 §5 minimum; 65535 is the largest IPv6 payload without jumbograms).
+# RFC 4380 §5.1.2: the Teredo link MTU, and the range an RA may set: the
+# RFC 8200 §5 minimum, and at most what we can receive.  The board reads
+# 1400-byte datagrams and the peer queues hold 1280-byte packets, so an RA
+# asking for more gets 1280 (RFC 4861 §6.3.4: use only what the link takes).
 MTU_DEFAULT = 1280
 MTU_MIN = 1280
-MTU_MAX = 65535
+MTU_MAX = 1280
 
 # RFC 4380 §5.2.1: qualification time-out T and repetitions N.
 QUAL_TIMEOUT_MS = 4000

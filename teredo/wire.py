@@ -32,17 +32,19 @@ TX_FULL = const(15)       # no room left in the transmit ring
 RATE_LIMITED = const(16)  # a reply or bubble held back by a rate limit
 FROM_SERVER = const(17)   # unexpected packet from the server
 TOO_BIG = const(18)       # larger than the link MTU
+TRAILER = const(19)       # malformed RFC 6081 trailer after the IPv6 packet
+PEERS_FULL = const(20)    # every peer entry is a valid trusted one (none evicted)
 
 DROP_NAMES = ("ok", "short", "encap", "not_ipv6", "length", "checksum", "ra_invalid",
               "ra_nonce", "not_for_us", "spoofed", "untrusted", "non_global",
               "not_qualified", "unsupported", "queue_full", "tx_full", "rate_limited",
-              "from_server", "too_big")
+              "from_server", "too_big", "trailer", "peers_full")
 
 # Indexes into the header-offsets list filled by parse_encap.
 H_IP = const(0)       # offset of the IPv6 header
 H_NONCE = const(1)    # offset of the auth nonce, -1 when no auth header
 H_ORIGIN = const(2)   # offset of the origin indication, -1 when none
-H_END = const(3)      # end of the datagram (n)
+H_END = const(3)      # end of the IPv6 packet (RFC 6081 trailers may follow)
 
 
 # ---- Internet checksum (RFC 1071), pseudo-header per RFC 8200 §8.1 --------
@@ -90,12 +92,12 @@ def set_l4_checksum(buf, ip, nh, plen, field):
 
 def parse_encap(buf, n, hdr):
     """Find the auth header, origin indication and IPv6 packet in the UDP
-    payload buf[0:n].  Fills hdr[H_IP], hdr[H_NONCE], hdr[H_ORIGIN], hdr[H_END].
-    The authentication header must come first, each header at most once, and
-    the IPv6 payload length must match what is left of the datagram."""
+    payload buf[0:n].  Fills hdr[H_IP], hdr[H_NONCE], hdr[H_ORIGIN] and
+    hdr[H_END], the end of the IPv6 packet.  The authentication header must
+    come first, each header at most once, and the IPv6 packet must fit in
+    the datagram; what follows it must be well-formed RFC 6081 trailers."""
     hdr[H_NONCE] = -1
     hdr[H_ORIGIN] = -1
-    hdr[H_END] = n
     if n < proto.IPV6_HLEN:
         return SHORT
     off = 0
@@ -118,10 +120,26 @@ def parse_encap(buf, n, hdr):
         return ENCAP if buf[off] == 0 else NOT_IPV6
     if n - off < proto.IPV6_HLEN:
         return SHORT
-    plen = (buf[off + 4] << 8) | buf[off + 5]
-    if plen + proto.IPV6_HLEN != n - off:
+    end = off + proto.IPV6_HLEN + ((buf[off + 4] << 8) | buf[off + 5])
+    if end > n:
         return LENGTH
+    # RFC 6081 §4: trailers (type, length of the value, value) may follow the
+    # IPv6 packet; Windows peers put them on bubbles.  Those we know must
+    # have their lengths: 1 nonce (4), 4 neighbor discovery option (4),
+    # 5 random port (2), 3 alternate address (2 + 6 per address, 8..26).
+    # Unknown types are skipped; none may overrun.
+    o = end
+    while o < n:
+        if o + 2 > n or o + 2 + buf[o + 1] > n:
+            return TRAILER
+        t = buf[o]
+        k = buf[o + 1]
+        if (((t == 1 or t == 4) and k != 4) or (t == 5 and k != 2)
+                or (t == 3 and (k < 8 or k > 26 or (k - 2) % 6))):
+            return TRAILER
+        o += 2 + k
     hdr[H_IP] = off
+    hdr[H_END] = end
     return OK
 
 
@@ -224,8 +242,8 @@ def parse_ra(buf, hdr, nonce, ll_dst, server4, res, mapped4):
     auth header with our nonce, origin indication, hop limit 255, link-local
     source, destination = the RS source ll_dst, ICMPv6 type 134 code 0 with a
     correct checksum, options well formed (no zero length), exactly one Prefix
-    Information option holding the /64 2001:0:<server4>, an MTU option (if
-    any) in 1280..65535.  On success res[0] = mapped port, res[1] = MTU and
+    Information option holding the /64 2001:0:<server4>; an MTU option's
+    value is used only from 1280 up to MTU_MAX.  On success res[0] = mapped port, res[1] = MTU and
     mapped4 holds the mapped IPv4 from the origin indication."""
     ip = hdr[H_IP]
     n = hdr[H_END]
@@ -264,10 +282,13 @@ def parse_ra(buf, hdr, nonce, ll_dst, server4, res, mapped4):
         elif t == proto.OPT_MTU:
             if olen != 8:
                 return RA_INVALID
-            hi = (buf[o + 4] << 8) | buf[o + 5]
-            mtu = (buf[o + 6] << 8) | buf[o + 7]
-            if hi or mtu < proto.MTU_MIN:
-                return RA_INVALID
+            # RFC 4861 §6.3.4: a value below the IPv6 minimum is not used (the
+            # RA stands); above what our buffers receive it is clamped
+            v = (buf[o + 6] << 8) | buf[o + 7]
+            if buf[o + 4] or buf[o + 5]:
+                v = proto.MTU_MAX
+            if v >= proto.MTU_MIN:
+                mtu = v if v < proto.MTU_MAX else proto.MTU_MAX
         o += olen
     if prefixes != 1:
         return RA_INVALID

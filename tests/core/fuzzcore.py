@@ -528,8 +528,9 @@ class Fuzzer:
         ip = hdr[wire.H_IP]
         nn = hdr[wire.H_NONCE]
         og = hdr[wire.H_ORIGIN]
-        if (ip < 0 or ip + 40 > n or hdr[wire.H_END] != n or buf[ip] >> 4 != 6
-                or ((buf[ip + 4] << 8) | buf[ip + 5]) + 40 != n - ip):
+        end = hdr[wire.H_END]
+        if (ip < 0 or ip + 40 > end or end > n or buf[ip] >> 4 != 6
+                or ((buf[ip + 4] << 8) | buf[ip + 5]) + 40 != end - ip):
             return -_E_HDR
         # RFC 4380 §5.1.1: the auth header first, then the origin indication
         if nn >= 0 and (buf[0] != 0 or buf[1] != proto.AUTH_TYPE or nn != 4 + buf[2] + buf[3]
@@ -539,7 +540,7 @@ class Fuzzer:
             return -_E_HDR
         if nn < 0 and og < 0 and ip != 0:
             return -_E_HDR
-        if buf[ip + 6] == proto.NH_ICMPV6 and n - ip >= 41 and buf[ip + 40] == proto.ICMP_RA:
+        if buf[ip + 6] == proto.NH_ICMPV6 and end - ip >= 41 and buf[ip + 40] == proto.ICMP_RA:
             nonce = self.nonce
             if nn >= 0:
                 for i in range(8):
@@ -550,9 +551,10 @@ class Fuzzer:
             if rv < 0 or rv >= ND:
                 return -_E_VERDICT
             self.ra_verdicts[rv] += 1
-            if rv == 0 and (nn < 0 or og < 0 or buf[ip + 7] != 255 or n - ip < 56
+            if rv == 0 and (nn < 0 or og < 0 or buf[ip + 7] != 255 or end - ip < 56
                             or not proto.MTU_MIN <= res[1] <= proto.MTU_MAX
-                            or not 0 <= res[0] <= 0xFFFF or wire.l4_sum(buf, ip, 58, n - ip - 40) != 0xFFFF):
+                            or not 0 <= res[0] <= 0xFFFF
+                            or wire.l4_sum(buf, ip, 58, end - ip - 40) != 0xFFFF):
                 return -_E_RA
         return 0
 
@@ -584,6 +586,7 @@ class Fuzzer:
         ch0 = c.changes
         st0 = c.state
         ph0 = c.phase
+        nt0 = c.nt
         now = self.tick(1 + self.r(8))
         ev = c.on_datagram(buf, n, self.src4[si], self.sport[si], now)
         tot = 0
@@ -611,7 +614,7 @@ class Fuzzer:
             return _E_MULTI
         self.multi[tot] += 1
         if tot == 0 and ev == 0 and ntx == 0 and c.changes == ch0 and c.state == st0 \
-                and c.phase == ph0 and not self.touched(now) \
+                and c.phase == ph0 and c.nt == nt0 and not self.touched(now) \
                 and not (si <= _S_SERVER2 and c.last_server == now):
             return _E_SILENT
         if tot == 0 and ev == 0 and ntx == 0:

@@ -9,13 +9,16 @@ from vectors import (LOCAL, NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, 
                      build_ra, ip4, ip6)
 
 
+TICKS_MASK = (1 << 30) - 1
+
+
 class Net:
     """A client behind a NAT, a Teredo server with two addresses, a relay
     toward native IPv6, driven by a fake clock.  nat is 'cone', 'restricted'
     or 'symmetric'.  server_up/relay_up switch the doubles off and on."""
 
-    def __init__(self, nat="restricted", seed=7, **opts):
-        self.now = 1000
+    def __init__(self, nat="restricted", seed=7, now=1000, **opts):
+        self.now = now  # ticks ms, wrapping at 2**30 as on the ESP32 (run)
         self.nat = nat
         self.wan = ip4(NAT_WAN)
         self.base_port = 50000
@@ -164,9 +167,10 @@ class Net:
 
     def run(self, ms, step=100):
         """Advance the fake clock, firing the client's timers."""
-        end = self.now + ms
-        while self.now < end:
-            self.now += step
+        left = ms
+        while left > 0:
+            left -= step
+            self.now = (self.now + step) & TICKS_MASK
             self.c.on_timer(self.now)
             self.flush()
 
@@ -208,10 +212,11 @@ def interface(nat="restricted", **opts):
 
 
 def qualified(nat="restricted", **opts):
-    """A Net whose client has qualified (2 s of fake time)."""
+    """A Net whose client has qualified and finished its NAT-type test
+    (T = 4 s of waiting for a cone RA, then the secondary address: 5 s)."""
     n = Net(nat, **opts)
     n.start()
-    n.run(2000)
+    n.run(5000)
     assert n.c.status()["state"] == "qualified", n.c.status()
     return n
 

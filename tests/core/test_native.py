@@ -3,6 +3,7 @@
 #
 from teredo import addr, proto
 from teredo.client import EV_ECHO_REPLY
+from teredo.peers import F_PROBES, F_Q, NF
 from harness import RELAY, SERVER, V6HOST, ip6, qualified
 
 
@@ -31,9 +32,10 @@ def test_ping_test_retries_then_gives_up():
     n.flush()
     n.run(10000)
     tests = [e for e in n.log if e[0] == "out" and e[1] == SERVER and e[3][6] == 58 and e[3][40] == 128]
-    assert len(tests) == 3  # §5.2.4: 2 s time-out, up to 3 times
+    assert len(tests) == 4  # §5.2.4: 2 s time-out, once and up to 3 repeats
     assert n.c.status()["drops"].get("unreachable") == 1
-    assert n.c.status()["peers"] == 0
+    p = n.c.peers.find(ip6(V6HOST), 0)  # kept (LRU), untrusted, idle
+    assert p >= 0 and n.c.peers.v[p * NF + F_PROBES] == 0 and n.c.peers.v[p * NF + F_Q] < 0
 
 
 def test_pinged_by_native_host_answers_after_test():
@@ -62,3 +64,15 @@ def test_echo_replies_are_rate_limited():
     assert n.native_got == 6
 
 
+
+
+def test_status_says_when_a_relay_last_answered():
+    n = qualified()
+    assert n.c.status()["relay_ok_s_ago"] is None  # no connectivity test has passed
+    n.c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    assert n.c.status()["relay_ok_s_ago"] == 0
+    n.run(12000)
+    assert n.c.status()["relay_ok_s_ago"] == 12
+    n.c.stop("test")
+    assert n.c.status()["relay_ok_s_ago"] is None

@@ -71,12 +71,13 @@ def test_origin_bubble_from_non_global_origin_ignored():
 
 def test_peer_table_bounded_lru():
     n = qualified(max_peers=4)
-    for i in range(20):
+    for i in range(20):  # 10 s apart: the oldest are no longer valid (30 s)
         peer = _teredo_peer(port=41000 + i)
         b = bytearray(40)
         wire.build_bubble(b, 0, peer, n.c.address)
-        n.c.on_datagram(b, 40, ip4("198.51.100.77"), 41000 + i, n.now + i)
-    assert n.c.status()["peers"] == 4
+        n.now += 10000
+        n.c.on_datagram(b, 40, ip4("198.51.100.77"), 41000 + i, n.now)
+    assert n.c.status()["peers"] == 4 and n.c.status()["drops"] == {}
     # the most recent is still known
     assert n.c.peers.find(_teredo_peer(port=41019), 0) >= 0
     assert n.c.peers.find(_teredo_peer(port=41000), 0) == -1
@@ -116,12 +117,14 @@ def test_udp_receive_event():
 
 def test_not_for_us_and_not_qualified_dropped():
     n = Net()
+    n.server_up = False
     n.start()
     b = bytearray(40)
     wire.build_bubble(b, 0, ip6("2001::1"), ip6("2001::2"))
     n.c.on_datagram(b, 40, ip4(RELAY), 3544, n.now)
     assert n.c.status()["drops"]["not_qualified"] == 1
-    n.run(2000)
+    n.server_up = True
+    n.run(5000)
     n.c.on_datagram(b, 40, ip4(RELAY), 3544, n.now)
     assert n.c.status()["drops"]["not_for_us"] == 1
 
@@ -156,7 +159,7 @@ def test_status_fields():
               "refresh_s", "uptime_s", "peers", "rx", "tx", "drops", "error"):
         assert k in st, k
     assert st["local"] == LOCAL + ":40000"
-    assert st["uptime_s"] == 2
+    assert st["uptime_s"] == 5
 
 
 def _udp_to(n, dport, src=V6HOST, data=b"abcd"):
@@ -226,3 +229,134 @@ def test_bind_rejects_bad_and_duplicate_ports():
         assert "already" in str(e)
     else:
         raise AssertionError("bound 7 twice")
+
+
+class _Tracked(int):
+    """An int that records the largest product it takes part in."""
+    top = [0]
+
+    def __mul__(self, other):
+        v = int(self) * int(other)
+        _Tracked.top[0] = max(_Tracked.top[0], abs(v))
+        return v
+
+    __rmul__ = __mul__
+
+
+def test_refresh_jitter_stays_in_small_ints():
+    # review A12: rand(16) * (r // 4) is a big int (a heap allocation on a
+    # 32-bit board) once refresh_s >= 66.  The check needs CPython's
+    # reflected operators on int subclasses; MicroPython skips it.
+    import sys
+    if sys.implementation.name != "cpython":
+        return
+    for refresh_s in (10, 66, 3600):
+        _Tracked.top[0] = 0
+        c = Client(SERVER, rand=lambda bits: _Tracked((1 << bits) - 1), refresh_s=refresh_s)
+        c._schedule_refresh(1000)
+        assert 0 < _Tracked.top[0] < 2 ** 30, (refresh_s, _Tracked.top[0])
+        r = refresh_s * 1000
+        assert 1000 + r * 3 // 4 <= c.refresh_at <= 1000 + r
+
+
+def test_udp_with_zero_checksum_is_dropped():
+    # RFC 8200 §8.1: a zero UDP checksum over IPv6 is not "no checksum"; even
+    # one whose data make the sum come out right is discarded
+    n = qualified()
+    c = n.c
+    c.bind(9)  # a bound port: the control datagram is delivered
+    peer = _teredo_peer()
+    b = bytearray(48 + 2)
+    wire.build_udp6(b, 0, peer, c.address, 9, 9, b"\x00\x00", 2)
+    k = (b[46] << 8) | b[47]
+    b[46] = b[47] = 0
+    b[48] = k >> 8  # move the checksum into the data: the sum still holds
+    b[49] = k & 0xFF
+    assert wire.l4_sum(b, 0, proto.NH_UDP, 10) == 0xFFFF
+    n.opened.append(("198.51.100.77", 40001))
+    n.inbound(bytes(b), "198.51.100.77", 40001)
+    n.flush()
+    assert n.c.status()["drops"].get("checksum") == 1 and not n.events
+    b[46] = b[47] = 0xFF  # control: 0xFFFF is the same sum, and accepted
+    n.inbound(bytes(b), "198.51.100.77", 40001)
+    n.flush()
+    assert n.events and n.events[0][0] == EV_UDP
+
+
+# ---- review issue 13, A4 and A9: §5.2.6 ---------------------------------------
+
+def _bubbles_to(n, ip):
+    return [e for e in n.log if e[0] == "out" and e[1] == ip and len(e[3]) == 40 and e[3][6] == 59]
+
+
+def test_silent_teredo_peer_gets_at_most_4_bubbles_in_300_s():
+    # an application sending once a second to a silent Teredo peer: the
+    # failed entry keeps its count, so §5.2.6's 4 per 300 s holds
+    n = qualified()
+    peer = _teredo_peer()
+    for _ in range(290):  # (the window is 300 s from the first bubble)
+        n.c.send_udp(peer, 9, 1000, b"x", n.now)
+        n.flush()
+        n.run(1000, step=500)
+    assert len(_bubbles_to(n, "198.51.100.77")) == 4  # direct
+    assert len(_bubbles_to(n, SERVER)) == 4           # indirect, via the peer's server
+    for _ in range(20):  # a new 300 s window
+        n.c.send_udp(peer, 9, 1000, b"x", n.now)
+        n.flush()
+        n.run(1000, step=500)
+    assert 5 <= len(_bubbles_to(n, "198.51.100.77")) <= 8
+
+
+def _relayed_bubble(c, src6, origin=None):
+    b = bytearray(48)
+    o = 0
+    if origin:
+        wire.build_origin(b, 0, proto.PORT, ip4(origin))
+        o = 8
+    wire.build_bubble(b, o, src6, c.address)
+    return bytes(b[:o + 40])
+
+
+def test_origin_replies_at_most_one_per_origin_per_2_s():
+    n = qualified()
+    c = n.c
+    d = _relayed_bubble(c, ip6("fe80::8000:ffff:ffff:fffe"), RELAY)
+    for _ in range(5):  # five in 80 ms
+        c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+        n.flush()
+        n.now += 20
+    assert len(_bubbles_to(n, RELAY)) == 1
+    n.now += 2000
+    c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+    n.flush()
+    assert len(_bubbles_to(n, RELAY)) == 2
+    # another origin is not held back by the first one's gap
+    d2 = _relayed_bubble(c, ip6("fe80::8000:ffff:ffff:fffe"), "198.51.100.21")
+    c.on_datagram(d2, len(d2), ip4(SERVER), proto.PORT, n.now)
+    n.flush()
+    assert len(_bubbles_to(n, "198.51.100.21")) == 1
+
+
+def test_relayed_bubble_without_origin_answered_at_the_teredo_mapping():
+    # review A9: some servers add no origin indication; the mapping is in the
+    # Teredo source address.  Answered under §5.2.6 (gap and count).
+    n = qualified()
+    c = n.c
+    peer = _teredo_peer()
+    d = _relayed_bubble(c, peer)
+    for _ in range(3):
+        c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+        n.flush()
+        n.now += 500
+    out = _bubbles_to(n, "198.51.100.77")
+    assert len(out) == 1 and out[0][2] == 40001
+    assert out[0][3][24:40] == peer and out[0][3][8:24] == c.address
+    for _ in range(10):
+        n.now += 2100
+        c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+        n.flush()
+    assert len(_bubbles_to(n, "198.51.100.77")) == 4
+    # a native source without origin: nothing to answer to
+    d = _relayed_bubble(c, ip6(V6HOST))
+    c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
+    assert c.pop_tx() == 0

@@ -4,8 +4,10 @@
 # every non-global range, and connectivity-test replies that do not match.
 # Against harness.Net with a fake clock, on CPython and MicroPython alike.
 from teredo import addr, proto, wire
+from teredo.client import EV_UDP
 from teredo.peers import F_TRUSTED, NF
-from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified
+from harness import (NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified,
+                     with_relay)
 
 PEER4 = "198.51.100.77"
 ATTACKER = "203.0.113.66"
@@ -237,3 +239,110 @@ def test_no_bubble_to_port_zero():
     assert n.c.send_udp(peer, 9, 9, b"x", n.now) == wire.NON_GLOBAL
     n.flush()
     assert not [e for e in n.log if e[0] == "out" and e[2] == 0]
+
+
+def test_bubble_with_rfc6081_trailers_from_a_teredo_peer_is_trusted():
+    # review A3: Windows peers append trailers (RFC 6081 §4) to bubbles
+    n = qualified()
+    c = n.c
+    c.bind(9)  # the UDP datagram below is for a bound port
+    for i, tail in enumerate((b"\x01\x04\x01\x02\x03\x04", b"\x04\x04\x01\x00\x00\x00\x05\x02\x9c\x41")):
+        d = peer_bubble(c, 40001 + i) + tail
+        feed(n, d, PEER4, 40001 + i)
+        p = c.peers.find(d, 8)
+        assert p >= 0 and c.peers.v[p * NF + F_TRUSTED], tail
+    # a malformed trailer drops the datagram, counted
+    d = peer_bubble(c, 40009) + b"\x01\x04\x01"
+    feed(n, d, PEER4, 40009)
+    assert c.peers.find(d, 8) < 0 and drops(c, "trailer") == 1
+    assert drops(c, "length") == 0
+    # a trusted peer's UDP datagram with a trailer is delivered, without it
+    b = bytearray(48 + 3)
+    wire.build_udp6(b, 0, addr.build_teredo(ip4(SERVER), 0, 40001, ip4(PEER4)), c.address, 9, 9, b"abc", 3)
+    d = bytes(b) + b"\x01\x04\x01\x02\x03\x04"
+    assert feed(n, d, PEER4, 40001) == EV_UDP
+    assert c.ev_len == 3 and d[c.ev_off:c.ev_off + 3] == b"abc"
+
+
+def _tests_sent(n):
+    return [e[3] for e in n.log if e[0] == "out" and e[1] == SERVER and e[3][6] == proto.NH_ICMPV6
+            and e[3][40] == proto.ICMP_ECHO_REQUEST and e[3][24:40] == ip6(V6HOST)]
+
+
+def test_connectivity_test_once_plus_three_repeats_with_one_nonce():
+    # review A7: §5.2.4 case 2 "repeated up to 3 times", 2 s apart
+    n = qualified()
+    c = n.c
+    n.relay_up = False
+    assert c.ping(ip6(V6HOST), 1, n.now) == 0
+    n.flush()
+    n.run(7000)
+    tests = _tests_sent(n)
+    assert len(tests) == 4
+    assert len(set(t[48:56] for t in tests)) == 1
+    assert drops(c, "unreachable") == 0
+    n.run(2000)
+    assert drops(c, "unreachable") == 1 and len(_tests_sent(n)) == 4
+
+
+def test_late_reply_to_the_first_test_still_counts():
+    n = qualified()
+    c = n.c
+    n.relay_up = False
+    c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    first = _tests_sent(n)[0][48:56]
+    n.run(2500)  # repeated once already: an RTT over 2 s
+    assert len(_tests_sent(n)) == 2
+    sent(c)
+    feed(n, _test_reply(c, first), RELAY, proto.PORT)
+    assert c.status()["relay"] == RELAY + ":3544"
+    assert [(ip, port) for ip, port, _ in sent(c)] == [(RELAY, proto.PORT)]  # the ping, dequeued
+
+
+# ---- review issue 13, A2: §5.2.3 case 6 and §7.3.3 ---------------------------
+
+def _echo_from(c, src6, i=0):
+    b = bytearray(56)
+    wire.build_echo(b, 0, proto.ICMP_ECHO_REQUEST, src6, c.address, 1, i, bytes(8), 8)
+    return bytes(b)
+
+
+def test_spoofed_native_sources_do_not_evict_the_trusted_relay():
+    # the review's demo: 50 echo requests from new native sources, through
+    # the server's address (no nonce needed to spoof that)
+    n = with_relay()
+    c = n.c
+    n.log = []
+    for i in range(50):
+        feed(n, _echo_from(c, ip6("2001:db8:bad::%x" % (i + 1)), i), SERVER, proto.PORT)
+        n.flush()
+        n.now += 10
+    p = c.peers.find(ip6(V6HOST), 0)
+    assert p >= 0 and c.peers.v[p * NF + F_TRUSTED]  # still the relay's, still trusted
+    # tests to third parties through the server: only as many as new entries
+    # may be made (burst max_peers, then peer_rate per second)
+    tests = [e for e in n.log if e[0] == "out" and e[1] == SERVER and e[3][6] == proto.NH_ICMPV6
+             and e[3][40] == proto.ICMP_ECHO_REQUEST]
+    assert 0 < len(tests) <= c.cfg["max_peers"] + c.cfg["peer_rate"]
+    assert drops(c, "rate_limited") + drops(c, "queue_full") > 0
+    # and the relay still carries our traffic directly
+    assert c.send_udp(ip6(V6HOST), 7, 7, b"x", n.now) == 0
+    assert [(ip, port) for ip, port, _ in sent(c)] == [(RELAY, proto.PORT)]
+
+
+def test_non_global_native_sources_are_dropped():
+    n = with_relay()
+    c = n.c
+    peers = c.peers.count()
+    bad = ("ff02::1", "fe80::1", "::", "::1", "::ffff:198.51.100.9", "fc00::1", "fd12::1", "fec0::1")
+    for i, a in enumerate(bad):
+        for src, port in ((SERVER, proto.PORT), (RELAY, proto.PORT), (ATTACKER, 4000)):
+            feed(n, _echo_from(c, ip6(a), i), src, port)
+            assert sent(c) == [], (a, src)
+    assert drops(c, "non_global") == len(bad) * 3
+    assert c.peers.count() == peers
+    # nor does the client send a connectivity test to such an address
+    for a in bad:
+        assert c.ping(ip6(a), 1, n.now) == wire.NON_GLOBAL
+    assert sent(c) == [] and c.peers.count() == peers

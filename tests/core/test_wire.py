@@ -70,13 +70,39 @@ def test_encap_rejections():
     v4 = bytearray(60)
     v4[0] = 0x45
     assert wire.parse_encap(v4, 60, hdr) == wire.NOT_IPV6
-    # payload length larger / smaller than the datagram
+    # payload length larger than the datagram; smaller: what follows must
+    # be RFC 6081 trailers (here 3 bytes, a cut one)
     b = bytearray(44)
     wire.build_bubble(b, 0, ip6("2001::1"), ip6("2001::2"))
-    assert wire.parse_encap(b, 44, hdr) == wire.LENGTH
+    assert wire.parse_encap(b, 43, hdr) == wire.TRAILER
     b[5] = 8
     assert wire.parse_encap(b, 40, hdr) == wire.LENGTH
     assert wire.parse_encap(b, 48, hdr) == wire.LENGTH or len(b) < 48
+
+
+def test_rfc6081_trailers_are_walked():
+    # RFC 6081 §4: type, length of the value, value; after the IPv6 packet
+    hdr = [0, 0, 0, 0]
+    bub = bytearray(40)
+    wire.build_bubble(bub, 0, ip6("2001::1"), ip6("2001::2"))
+    nonce = b"\x01\x04\x01\x02\x03\x04"
+    alt = b"\x03\x08\x00\x00\xc6\x33\x64\x4d\x9c\x41"  # one address: 198.51.100.77:40001
+    nd = b"\x04\x04\x00\x00\x00\x00"
+    port = b"\x05\x02\x9c\x41"
+    unknown = b"\x99\x03abc"
+    for tail in (nonce, alt, nd, port, unknown, nonce + alt + nd + port + unknown):
+        d = bytes(bub) + tail
+        assert wire.parse_encap(d, len(d), hdr) == wire.OK, tail
+        assert hdr[wire.H_IP] == 0 and hdr[wire.H_END] == 40
+    # the same behind an origin indication
+    d = bytes(8) + bytes(bub) + nonce
+    assert wire.parse_encap(d, len(d), hdr) == wire.OK and hdr[wire.H_END] == 48
+    # malformed: cut, overrunning, known types with wrong lengths
+    for tail in (b"\x01", b"\x01\x04\x01\x02", nonce + b"\x05", b"\x01\x05\x01\x02\x03\x04\x05",
+                 b"\x03\x07" + bytes(7), b"\x03\x0b" + bytes(11), b"\x03\x20" + bytes(32),
+                 b"\x04\x02\x00\x00", b"\x05\x04\x00\x00\x00\x00"):
+        d = bytes(bub) + tail
+        assert wire.parse_encap(d, len(d), hdr) == wire.TRAILER, tail
 
 
 def _ra(**kw):
@@ -98,11 +124,19 @@ def _parse_ra(b, nonce=NONCE, ll=proto.LL_NONCONE):
 
 
 def test_ra_strict_accepts_a_good_one():
-    r, v = _parse_ra(_ra(mtu=1400))
+    r, v = _parse_ra(_ra(mtu=1280))
     assert r == wire.OK
-    assert v == (50000, 1400, ip4("203.0.113.7"))
+    assert v == (50000, 1280, ip4("203.0.113.7"))
     r, v = _parse_ra(_ra(mtu_opt=False))
     assert r == wire.OK and v[1] == 1280
+
+
+def test_ra_mtu_option_out_of_range_is_ignored_or_clamped():
+    # review A8, RFC 4861 §6.3.4: below 1280 the option is not used (the RA
+    # stands, MTU 1280); above what we can receive it is clamped to MTU_MAX
+    for mtu in (0, 1000, 1279, 1280, 1281, 1400, 9000, 65535, 65536, 2 ** 32 - 1):
+        r, v = _parse_ra(_ra(mtu=mtu))
+        assert r == wire.OK and v[1] == proto.MTU_MAX == 1280, (mtu, r, v)
 
 
 def test_ra_strict_rejections():
@@ -115,9 +149,7 @@ def test_ra_strict_rejections():
     assert _parse_ra(_ra(prefixes=0))[0] == wire.RA_INVALID
     assert _parse_ra(_ra(prefixes=2))[0] == wire.RA_INVALID
     assert _parse_ra(_ra(server4=ip4("198.51.100.99")))[0] == wire.RA_INVALID
-    assert _parse_ra(_ra(mtu=1279))[0] == wire.RA_INVALID
-    assert _parse_ra(_ra(mtu=65536))[0] == wire.RA_INVALID
-    assert _parse_ra(_ra(mtu=65535))[0] == wire.OK
+    assert _parse_ra(_ra(extra=b"\x05\x02" + bytes(14)))[0] == wire.RA_INVALID  # MTU option of 16 bytes
     # a zero-length option would loop forever in a naive parser
     assert _parse_ra(_ra(extra=b"\x01\x00\x00\x00\x00\x00\x00\x00"))[0] == wire.RA_INVALID
     b = _ra()

@@ -90,8 +90,11 @@ def test_encapsulation_layouts(hs, payload, version, plen_delta):
         assert r == wire.ENCAP
     elif version != 6:
         assert r == (wire.ENCAP if version == 0 else wire.NOT_IPV6)
-    elif plen_delta:
+    elif plen_delta > 0:
         assert r == wire.LENGTH
+    elif plen_delta < 0:
+        # one byte after the packet: a cut RFC 6081 trailer (no payload: plen 65535)
+        assert r == (wire.TRAILER if payload else wire.LENGTH)
     else:
         assert r == wire.OK
         assert hdr[wire.H_IP] == len(pre) and hdr[wire.H_END] == len(d)
@@ -124,7 +127,8 @@ def test_parse_encap_accepts_only_what_it_can_describe(d):
             assert og == expect and d[og:og + 2] == b"\x00\x00"
             expect += 8
         assert ip == expect and d[ip] >> 4 == 6
-        assert int.from_bytes(d[ip + 4:ip + 6], "big") + 40 == len(d) - ip
+        end = hdr[wire.H_END]
+        assert int.from_bytes(d[ip + 4:ip + 6], "big") + 40 == end - ip and end <= len(d)
 
 
 # ---- Router Advertisement, strict (RFC 4380 §5.2.1, RFC 4861 §4.2 §4.6 §6.1.2) ----
@@ -179,9 +183,10 @@ def options_model(opts):
                 return False, 0
             prefixes += 1
         elif o[0] == "mtu":
-            if o[2] != 1 or not proto.MTU_MIN <= o[1] <= proto.MTU_MAX:
+            if o[2] != 1:
                 return False, 0
-            mtu = o[1]
+            if o[1] >= proto.MTU_MIN:  # RFC 4861 §6.3.4: smaller is not used
+                mtu = min(o[1], proto.MTU_MAX)
         elif o[2] == 0:
             return False, 0
     return prefixes == 1, mtu
