@@ -5,6 +5,7 @@ import json
 import os
 import re
 import statistics
+import sys
 
 import lab as L
 from ourclient import OurClient
@@ -69,3 +70,30 @@ def ping_rtts(lab, address, count=10, ns="v6h"):
 
 def median(xs):
     return statistics.median(xs) if xs else float("inf")
+
+
+TCPPEER = os.path.join(ROOT, "tests", "lab", "tcppeer.py")
+
+
+def start_peer(lab, port, send, recv, timeout=120, ns="v6h"):
+    """tests/lab/tcppeer.py listening in ns (a Popen, once it listens)."""
+    import select
+    p = lab.popen(ns, [sys.executable, TCPPEER, str(port), "--send", str(send), "--recv", str(recv),
+                       "--timeout", str(timeout)], stdout=-1, text=True)
+    r, _, _ = select.select([p.stdout], [], [], 10)
+    line = p.stdout.readline() if r else ""
+    if '"listening"' not in line:
+        lab.stop_process(p)
+        raise AssertionError("tcppeer.py did not start listening: %r" % line)
+    return p
+
+
+def peer_result(lab, p, timeout):
+    """The peer's JSON line (bounded wait; the peer is stopped after it)."""
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except Exception:  # noqa: BLE001 (a timeout: stop it, report nothing)
+        out = ""
+    lab.stop_process(p)
+    lines = [x for x in (out or "").splitlines() if x.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
