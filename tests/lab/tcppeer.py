@@ -1,12 +1,11 @@
 """A Linux TCP peer for the active-open tests, run in a lab namespace: listens
-on [::]:PORT, takes ONE connection, and both at once sends --send bytes of
-the pattern byte i = (7*i + 3) % 256 and reads --recv bytes; then closes and
-prints one JSON line: bytes received, their sha256, bytes sent, seconds, the
-peer's address.  Every wait is bounded (--timeout for the accept and for the
-whole exchange).
+on [::]:PORT, takes --conns connections one after the other, and on each
+both at once sends --send bytes of the pattern byte i = (7*i + 3) % 256 and
+reads --recv bytes; then closes it and prints one JSON line: bytes received,
+their sha256, bytes sent, seconds, the peer's address.  Every wait is bounded
+(--timeout for each accept and each exchange).
 
-    python tcppeer.py PORT --send N --recv N [--timeout S] [--echo]
-With --echo it sends back what it reads instead (--send is ignored).
+    python tcppeer.py PORT --send N --recv N [--conns K] [--timeout S]
 """
 import argparse
 import hashlib
@@ -26,7 +25,7 @@ def main(argv=None):
     ap.add_argument("--send", type=int, default=0)
     ap.add_argument("--recv", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120)
-    ap.add_argument("--echo", action="store_true")
+    ap.add_argument("--conns", type=int, default=1)
     a = ap.parse_args(argv)
     ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -34,13 +33,21 @@ def main(argv=None):
     ls.listen(1)
     print(json.dumps({"listening": a.port}), flush=True)
     ls.settimeout(a.timeout)
+    for _ in range(max(1, min(a.conns, 100))):
+        out = serve_one(ls, a)
+        print(json.dumps(out), flush=True)
+        if out["error"] == "no connection":
+            return 1
+    return 0
+
+
+def serve_one(ls, a):
     out = {"received": 0, "sha256": None, "sent": 0, "peer": None, "error": None}
     try:
         c, peer = ls.accept()
     except socket.timeout:
         out["error"] = "no connection"
-        print(json.dumps(out), flush=True)
-        return 1
+        return out
     out["peer"] = peer[0]
     t0 = time.monotonic()
     end = t0 + a.timeout
@@ -59,10 +66,8 @@ def main(argv=None):
         except OSError as e:
             failed.append("send: %s" % e)
 
-    th = None
-    if not a.echo and a.send:
-        th = threading.Thread(target=sender, daemon=True)
-        th.start()
+    th = threading.Thread(target=sender, daemon=True)
+    th.start()
     try:
         while out["received"] < a.recv and time.monotonic() < end:
             d = c.recv(min(65536, a.recv - out["received"]))
@@ -70,20 +75,15 @@ def main(argv=None):
                 break
             h.update(d)
             out["received"] += len(d)
-            if a.echo:
-                c.sendall(d)
-                sent[0] += len(d)
     except OSError as e:
         failed.append("recv: %s" % e)
-    if th is not None:
-        th.join(max(0.0, end - time.monotonic()))
+    th.join(max(0.0, end - time.monotonic()))
     out["sha256"] = h.hexdigest()
     out["sent"] = sent[0]
     out["seconds"] = round(time.monotonic() - t0, 2)
     out["error"] = "; ".join(failed) or None
     c.close()
-    print(json.dumps(out), flush=True)
-    return 0
+    return out
 
 
 if __name__ == "__main__":

@@ -75,11 +75,11 @@ def median(xs):
 TCPPEER = os.path.join(ROOT, "tests", "lab", "tcppeer.py")
 
 
-def start_peer(lab, port, send, recv, timeout=120, ns="v6h"):
+def start_peer(lab, port, send, recv, timeout=120, conns=1, ns="v6h"):
     """tests/lab/tcppeer.py listening in ns (a Popen, once it listens)."""
     import select
     p = lab.popen(ns, [sys.executable, TCPPEER, str(port), "--send", str(send), "--recv", str(recv),
-                       "--timeout", str(timeout)], stdout=-1, text=True)
+                       "--timeout", str(timeout), "--conns", str(conns)], stdout=-1, text=True)
     r, _, _ = select.select([p.stdout], [], [], 10)
     line = p.stdout.readline() if r else ""
     if '"listening"' not in line:
@@ -88,12 +88,12 @@ def start_peer(lab, port, send, recv, timeout=120, ns="v6h"):
     return p
 
 
-def peer_result(lab, p, timeout):
-    """The peer's JSON line (bounded wait; the peer is stopped after it)."""
+def peer_results(lab, p, timeout):
+    """The peer's JSON lines, one per connection (bounded wait; the peer is
+    stopped after it)."""
     try:
         out, _ = p.communicate(timeout=timeout)
     except Exception:  # noqa: BLE001 (a timeout: stop it, report nothing)
         out = ""
     lab.stop_process(p)
-    lines = [x for x in (out or "").splitlines() if x.startswith("{")]
-    return json.loads(lines[-1]) if lines else {}
+    return [json.loads(x) for x in (out or "").splitlines() if x.startswith("{") and '"listening"' not in x]
