@@ -23,7 +23,7 @@ import sys
 import time
 
 from teredo import addr, wire
-from teredo.client import _diff, EV_ECHO_REPLY, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
+from teredo.client import _diff, EV_ECHO_REPLY, EV_IP, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
 
 try:
     import errno
@@ -124,6 +124,7 @@ class Interface:
         self._pong_t = 0
         self.error = None           # the shell's own error (socket), beside the client's
         self.on_change = None       # callback(iface) at every state/address change
+        self.on_ip = None           # callback(buf, off, n) for each IPv6 packet (deliver_raw)
         self._seen = -1
         self.task = None            # the asyncio task running the interface (teredo.aio)
 
@@ -433,6 +434,10 @@ class Interface:
                 self._tcp_wake()
             else:
                 c.drops[wire.UNSUPPORTED] += 1  # no app uses TCP
+        elif ev == EV_IP:
+            # deliver_raw: the whole packet for a local IPv6 stack (a tun)
+            if self.on_ip is not None:
+                self.on_ip(c.rx, c.ev_off, c.ev_len)
         elif ev == EV_ECHO_REPLY:
             self._pong = c.ev_seq
             self._pong_t = now
