@@ -305,6 +305,14 @@ class Interface:
         self.poller.register(stream, POLLIN)
         self._watch.append((stream, callback, stream.fileno() if hasattr(stream, "fileno") else -2))
 
+    def unwatch(self, stream):
+        """Stop polling a stream given to watch()."""
+        for w in self._watch:
+            if w[0] is stream:
+                self._watch.remove(w)
+                self.poller.unregister(stream)
+                return
+
     # ---- ping (blocking, for apps and the console) ------------------------------------
 
     def ping(self, dst, timeout_ms=2000, size=16):
