@@ -42,7 +42,7 @@ import subprocess
 import sys
 
 from teredo import addr
-from teredo.client import QUALIFIED
+from teredo.client import QUALIFIED, _add
 from teredo.iface import Interface, _diff
 
 TUNSETIFF = 0x400454CA         # _IOW('T', 202, int), linux/if_tun.h
@@ -210,7 +210,7 @@ class Sunset:
         self.interval = interval_s * 1000
         self.native = None        # None: not checked yet
         self.detail = None        # what the last check saw
-        self.next_at = 0
+        self.next_at = tunnel.iface.ticks()  # the first check at once
         self.sock = None
         self.via = None
         self.sent = 0
@@ -279,7 +279,7 @@ class Sunset:
                 self.sock.sendto(msg, (self.probe, 0))  # the kernel fills the ICMPv6 checksum
             except OSError:
                 pass  # unreachable now: the next try or the end of the check says so
-            self.send_at = now + SUNSET_GAP_MS
+            self.send_at = _add(now, SUNSET_GAP_MS)
 
     def on_readable(self, now):
         want = addr.parse_ipv6(self.probe)
@@ -299,7 +299,7 @@ class Sunset:
             self.t.iface.unwatch(self.sock)
             self.sock.close()
             self.sock = None
-        self.next_at = now + self.interval
+        self.next_at = _add(now, self.interval)
         changed = native != self.native
         self.native = native
         self.detail = why

@@ -244,6 +244,29 @@ def test_nat_remap_during_a_download_moves_the_address(lab, tun, tmp_path):
         lab.remap("nat1", None)
 
 
+def test_offline_the_interface_stays_and_carries_nothing(lab):
+    c, address = start(lab, "--default-route")
+    try:
+        lab.stop_server()
+        try:
+            # one refresh interval (<= 10 s) plus 3 RS 4 s apart (RFC 4380 §5.2.1)
+            st = c.wait_for(lambda o: o.get("state") == "offline", 10 + 12 + 4, "offline")
+            assert st["tun"]["state"] == "inactive" and st["tun"]["address"] is None
+            assert st["tun"]["default_route"] is False and "stopped answering" in st["error"]
+            assert addrs6(lab) == ["fe80::ffff:ffff:ffff/64"]
+            assert not [r for r in routes6(lab) if r.get("dev") == IFNAME and r["dst"] != "fe80::/64"]
+            r = lab.run("cli1", ["ping", "-6", "-c", "1", "-W", "1", L.V6HOST], timeout=10)
+            assert r.returncode != 0 and "unreachable" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+        finally:
+            lab.start_server()
+        st = c.wait_for(lambda o: tun_state(o) == "active", 8 + 4 + 6, "active again")
+        assert st["tun"]["default_route"] is True
+        r = lab.run("cli1", ["ping", "-6", "-c", "2", "-i", "0.2", "-W", "3", L.V6HOST], timeout=20)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        c.stop()
+
+
 def test_ctrl_c_and_sigterm_leave_no_interface_or_route(lab):
     for sig in (signal.SIGINT, signal.SIGTERM):
         c, address = start(lab, "--default-route")
