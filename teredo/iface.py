@@ -117,6 +117,8 @@ class Interface:
         self._tuple_addr = udp is not None or not (ON_MP and sys.platform == "linux")
         self._rxbuf = None if ON_MP else bytearray(RX_MAX)
         self._src4 = bytearray(4)
+        self._src_text = None       # the last source address as text, and parsed
+        self._src4_parsed = b""
         self._fd = -2               # the socket's fd (CPython's poll reports fds)
         self._due = 0
         self._seq = 0
@@ -414,7 +416,10 @@ class Interface:
             except OSError:
                 break  # EAGAIN: all read
             if self._tuple_addr:  # ("1.2.3.4", port)
-                ip4 = addr.parse_ipv4(src[0])
+                if src[0] != self._src_text:  # most datagrams come from the last source
+                    self._src_text = src[0]
+                    self._src4_parsed = addr.parse_ipv4(src[0])
+                ip4 = self._src4_parsed
                 port = src[1]
             else:  # unix port: struct sockaddr_in, copied without a slice
                 ip4[0] = src[4]
