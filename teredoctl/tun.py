@@ -353,8 +353,8 @@ class Tunnel:
         self.buf = bytearray(PKT_MAX)
         self.iov = [self.buf]
         self._rxmv = memoryview(self.iface._rxbuf)
-        self.flags = []           # signals seen (set by the handler, read by the loop)
         self.stopping = False
+        self.gone = None          # why the interface is no longer ours to run
 
     # ---- the interface ----------------------------------------------------------
 
@@ -472,7 +472,11 @@ class Tunnel:
                 n = os.readv(fd, iov)
             except BlockingIOError:
                 return
-            except OSError:
+            except OSError as e:
+                # the interface was deleted under us (ip link del): the
+                # descriptor stays readable with an error, so stop
+                self.gone = "interface %s went away (%s): stopping" % (self.ifname, e.strerror)
+                self.stopping = True
                 return
             if c.send_ip(buf, n, now):
                 self.dropped += 1  # counted by reason in the client's drops
@@ -563,6 +567,8 @@ class Tunnel:
         self.addr_on = None
         self.default_on = False
         emit(self.status())
+        if self.gone:
+            raise ValueError(self.gone)
         return 0
 
 

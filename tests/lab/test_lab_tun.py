@@ -283,6 +283,17 @@ def test_ctrl_c_and_sigterm_leave_no_interface_or_route(lab):
         assert left == [], left
 
 
+def test_interface_deleted_under_us_stops_with_one_line(lab):
+    c, address = start(lab, "--default-route")
+    try:
+        lab.run("cli1", ["ip", "link", "del", IFNAME], check=True)
+        assert c.proc.wait(timeout=10) == 1
+    finally:
+        c.stop()
+    assert "teredoctl: interface teredo went away" in lab.log_tail("tun.log", 3)
+    assert not [r for r in routes6(lab) if r["dst"] in ("default", "2001::/32")]
+
+
 def test_without_root_one_line_says_what_is_needed(lab):
     r = lab.run("cli1", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                          sys.executable, "-m", "teredoctl.cli", "client", "--server", L.SERVER_IP,
