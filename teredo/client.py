@@ -44,7 +44,6 @@ DEFAULTS = (
     ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
     ("unreach_rate", 10),                # ICMPv6 port unreachable per second (RFC 4443 §2.4 (f))
     ("max_ports", 8),                    # UDP ports that may be bound at once
-    ("deliver_raw", False),              # hand every accepted packet to a local IPv6 stack (EV_IP)
 )
 
 STATES = ("offline", "qualifying", "qualified", "symmetric")
@@ -69,12 +68,10 @@ EV_NONE = const(0)
 EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 EV_TCP = const(3)         # TCP segment: the IPv6 packet rx[ev_off:ev_off+ev_len], for tcp.on_segment
-EV_IP = const(4)          # deliver_raw: the whole IPv6 packet rx[ev_off:ev_off+ev_len], for a tun
 
 UNREACHABLE = const(19)
 NO_PORT = const(20)       # UDP datagram for a port nobody bound
-NOT_OURS = const(21)      # send_ip: the packet's source is not our Teredo address
-DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port", "not_ours")
+DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port")
 
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
@@ -116,7 +113,6 @@ class Client:
         if cfg["max_peers"] < 1 or cfg["queue_slots"] < 1 or cfg["queue_bytes"] < 1280:
             raise ValueError("max_peers and queue_slots must be >= 1, queue_bytes >= 1280")
         self.cfg = cfg
-        self.raw = cfg["deliver_raw"]  # read per packet: an attribute, not a dict lookup
         if rand is None:
             raise ValueError("a random source rand(nbits) is required")
         self.rand = rand
@@ -301,29 +297,6 @@ class Client:
         if self.state != QUALIFIED:
             return self._drop(wire.NOT_QUALIFIED)
         return self._output(self.arena, self.arena_mv, off, n, now)
-
-    # ---- a local IPv6 stack (a tun) ---------------------------------------------
-
-    def send_ip(self, buf, n, now):
-        """Send the IPv6 packet buf[0:n] a local IPv6 stack built (the kernel,
-        through a tun): copied once into the arena, then sent as the client's
-        own packets are (§5.2.4).  Its source must be our Teredo address, and
-        its destination unicast; else it is dropped and counted (0 = sent or
-        queued, else the drop reason).  Allocates nothing."""
-        if self.state != QUALIFIED:
-            return self._drop(wire.NOT_QUALIFIED)
-        if n < 40 or n > len(buf) or buf[0] >> 4 != 6 or ((buf[4] << 8) | buf[5]) + 40 != n:
-            return self._drop(wire.LENGTH)
-        if not wire.eq(buf, 8, self.address, 0, 16):
-            # link-local chatter (MLD, RS) or a stale address after a change
-            return self._drop(NOT_OURS)
-        if buf[24] >= 0xFE:
-            return self._drop(wire.UNSUPPORTED)  # multicast or link-local: not for Teredo
-        o = self._arena(n)
-        if o < 0:
-            return self._drop(wire.TX_FULL)
-        wire.copy(self.arena, o, buf, 0, n)
-        return self._output(self.arena, self.arena_mv, o, n, now)
 
     def status(self):
         """The status object; the same fields on host and board."""
@@ -561,15 +534,8 @@ class Client:
 
     def _deliver(self, ip, n, now):
         """Hand an accepted packet to the local stack: answer echo requests,
-        report echo replies to our pings and UDP datagrams as events; with
-        deliver_raw, every packet goes whole to the local IPv6 stack (EV_IP),
-        which checks it, answers echoes and sends its own errors."""
+        report echo replies to our pings and UDP datagrams as events."""
         rx = self.rx
-        if self.raw:
-            self.ev_src = ip + 8
-            self.ev_off = ip
-            self.ev_len = n - ip
-            return EV_IP
         nh = rx[ip + 6]
         plen = n - ip - 40
         r = wire.UNSUPPORTED

@@ -23,7 +23,7 @@ import sys
 import time
 
 from teredo import addr, wire
-from teredo.client import _diff, EV_ECHO_REPLY, EV_IP, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
+from teredo.client import _diff, EV_ECHO_REPLY, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
 
 try:
     import errno
@@ -100,8 +100,9 @@ class Interface:
     and the app sockets bound to ports of our Teredo address."""
 
     def __init__(self, server, server2=None, port=0, rand=None, udp=None, clock=None, tcp=None,
-                 **options):
-        self.client = Client(server, server2, rand=rand or _rand, **options)
+                 client_class=Client, **options):
+        # client_class: Client, or a subclass (teredo.raw.RawClient for a tun)
+        self.client = client_class(server, server2, rand=rand or _rand, **options)
         self.tcp = None             # the TCP (teredo.tcp), made on first use
         self.tcp_options = tcp or {}  # its options (slots, rx_bytes, tx_bytes, ...)
         self._waiters = []          # streams and listeners a task waits on
@@ -118,7 +119,7 @@ class Interface:
         self._rxbuf = None if ON_MP else bytearray(RX_MAX)
         self._src4 = bytearray(4)
         self._src_text = None       # the last source address as text, and parsed
-        self._src4_parsed = b""
+        self._src4_parsed = bytearray(4)
         self._fd = -2               # the socket's fd (CPython's poll reports fds)
         self._due = 0
         self._seq = 0
@@ -126,7 +127,6 @@ class Interface:
         self._pong_t = 0
         self.error = None           # the shell's own error (socket), beside the client's
         self.on_change = None       # callback(iface) at every state/address change
-        self.on_ip = None           # callback(buf, off, n) for each IPv6 packet (deliver_raw)
         self._seen = -1
         self.task = None            # the asyncio task running the interface (teredo.aio)
 
@@ -447,10 +447,6 @@ class Interface:
                 self._tcp_wake()
             else:
                 c.drops[wire.UNSUPPORTED] += 1  # no app uses TCP
-        elif ev == EV_IP:
-            # deliver_raw: the whole packet for a local IPv6 stack (a tun)
-            if self.on_ip is not None:
-                self.on_ip(c.rx, c.ev_off, c.ev_len)
         elif ev == EV_ECHO_REPLY:
             self._pong = c.ev_seq
             self._pong_t = now

@@ -1,10 +1,11 @@
 """`teredoctl client --tun`: the host build as a real IPv6 tunnel.
 
-The library's Interface (teredo.iface) with the core in deliver_raw mode,
-wired to a Linux tun device: every IPv6 packet the core accepts for our
-Teredo address is written to the tun (the kernel's stack answers pings,
-runs TCP, sends errors), and every packet the kernel routes into the tun
-goes out through the core (Client.send_ip: source checked, copied once).
+The library's Interface (teredo.iface) with the core's RawClient
+(teredo.raw), wired to a Linux tun device: every IPv6 packet the core
+accepts for our Teredo address is written to the tun (the kernel's stack
+answers pings, runs TCP, sends errors), and every packet the kernel routes
+into the tun goes out through the core (RawClient.send_ip: source checked,
+copied once).
 
 One thread, one poll: the UDP socket toward the Internet, the tun, the
 signal pipe and, while a sunset check runs, its ICMPv6 socket, all
@@ -44,6 +45,7 @@ import sys
 from teredo import addr
 from teredo.client import QUALIFIED, _add
 from teredo.iface import Interface, _diff
+from teredo.raw import EV_IP, RawClient
 
 TUNSETIFF = 0x400454CA         # _IOW('T', 202, int), linux/if_tun.h
 IFF_TUN = 0x0001
@@ -185,6 +187,30 @@ class Tun:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class TunInterface(Interface):
+    """The Interface with a RawClient: what the core accepts goes whole to
+    the tun, not to UDP sockets and the library's TCP."""
+
+    def __init__(self, tunnel, *a, **kw):
+        Interface.__init__(self, *a, client_class=RawClient, **kw)
+        self.tunnel = tunnel
+        self._rxmv = memoryview(self._rxbuf)
+
+    def feed(self, data, n, src4, sport, now):
+        c = self.client
+        ev = c.on_datagram(data, n, src4, sport, now)
+        if ev == EV_IP:
+            t = self.tunnel
+            mv = self._rxmv if data is self._rxbuf else memoryview(data)
+            try:
+                os.write(t.tun.fd, mv[c.ev_off:c.ev_off + c.ev_len])
+                t.rx_packets += 1
+            except OSError:
+                t.dropped += 1
+        self.flush()
+        return ev
 
 
 class _Fd:
@@ -336,10 +362,8 @@ class Tunnel:
         check_privileges(name)
         self.args = args
         self.ifname = name
-        self.iface = Interface(args.server, args.server2, port=args.port, refresh_s=args.refresh,
-                               deliver_raw=True)
+        self.iface = TunInterface(self, args.server, args.server2, port=args.port, refresh_s=args.refresh)
         self.iface.on_change = self.changed
-        self.iface.on_ip = self.to_kernel
         self.tun = None
         self.sunset = Sunset(self, args.sunset_probe, args.sunset_interval) if args.sunset_probe else None
         self.dormant = False
@@ -352,7 +376,6 @@ class Tunnel:
         self.dropped = 0
         self.buf = bytearray(PKT_MAX)
         self.iov = [self.buf]
-        self._rxmv = memoryview(self.iface._rxbuf)
         self.stopping = False
         self.gone = None          # why the interface is no longer ours to run
 
@@ -451,15 +474,6 @@ class Tunnel:
                               (": " + st["error"]) if st["error"] else ""))
 
     # ---- packets ----------------------------------------------------------------
-
-    def to_kernel(self, buf, off, n):
-        """EV_IP: one IPv6 packet for the kernel."""
-        mv = self._rxmv if buf is self.iface._rxbuf else memoryview(buf)
-        try:
-            os.write(self.tun.fd, mv[off:off + n])
-            self.rx_packets += 1
-        except OSError:
-            self.dropped += 1
 
     def from_kernel(self, now):
         """Up to TUN_BURST packets the kernel routed into the tunnel."""

@@ -1,11 +1,12 @@
-# The client as the Teredo link of a local IPv6 stack (deliver_raw, the host's
-# tun): every accepted packet for our address goes whole to the stack as
+# The client as the Teredo link of a local IPv6 stack (teredo.raw.RawClient,
+# the host's tun): every accepted packet for our address goes whole to the stack as
 # EV_IP, unanswered by the core; what the stack sends comes back through
 # send_ip, checked (our source, a unicast destination) and copied once into
 # the arena; neither path allocates (heap_lock).  The default client still
 # answers echoes itself.  Runs on CPython and the MicroPython unix port.
 from teredo import proto, wire
-from teredo.client import EV_IP, EV_NONE, EV_UDP, Client
+from teredo.client import EV_NONE, EV_UDP
+from teredo.raw import EV_IP, NOT_OURS, RawClient
 from harness import RELAY, V6HOST, heap_lock, heap_unlock, interface, ip4, ip6, with_relay
 from vectors import SERVER, Rand
 
@@ -32,7 +33,7 @@ def _drain(c):
 
 
 def test_raw_client_hands_an_echo_request_to_the_stack_and_does_not_answer_it():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     data = _echo_request(c, 56)
     ev = c.on_datagram(data, len(data), ip4(RELAY), proto.PORT, n.now)
@@ -49,7 +50,7 @@ def test_raw_client_hands_an_echo_request_to_the_stack_and_does_not_answer_it():
 
 
 def test_raw_client_hands_udp_for_any_port_to_the_stack():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     pkt = bytes(_udp(ip6(V6HOST), c.address, 4444, b"nobody bound me"))
     assert c.on_datagram(pkt, len(pkt), ip4(RELAY), proto.PORT, n.now) == EV_IP
@@ -66,7 +67,7 @@ def test_raw_client_hands_udp_for_any_port_to_the_stack():
 
 
 def test_raw_client_keeps_bubbles_and_foreign_packets_from_the_stack():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     b = bytearray(40)
     wire.build_bubble(b, 0, ip6(V6HOST), c.address)
@@ -77,7 +78,7 @@ def test_raw_client_keeps_bubbles_and_foreign_packets_from_the_stack():
 
 
 def test_send_ip_sends_the_stacks_packet_unchanged_through_the_relay():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     pkt = _udp(c.address, ip6(V6HOST), 53, b"query")
     tx = c.tx_count
@@ -88,11 +89,11 @@ def test_send_ip_sends_the_stacks_packet_unchanged_through_the_relay():
 
 
 def test_send_ip_drops_and_counts_what_is_not_ours_to_send():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     ll = ip6("fe80::ffff:ffff:ffff")
     mld = _udp(ll, ip6("ff02::16"), 9, b"")  # link-local chatter of the kernel
-    assert c.send_ip(mld, len(mld), n.now) == 21
+    assert c.send_ip(mld, len(mld), n.now) == NOT_OURS
     mcast = _udp(c.address, ip6("ff0e::1"), 9, b"")
     assert c.send_ip(mcast, len(mcast), n.now) == wire.UNSUPPORTED
     short = _udp(c.address, ip6(V6HOST), 9, b"abc")
@@ -102,12 +103,12 @@ def test_send_ip_drops_and_counts_what_is_not_ours_to_send():
     st = c.status()["drops"]
     assert st["not_ours"] == 1 and st["unsupported"] == 1 and st["length"] == 2
     # and nothing at all before qualification
-    q = Client(SERVER, rand=Rand(1), deliver_raw=True)
+    q = RawClient(SERVER, rand=Rand(1))
     assert q.send_ip(short, len(short), 0) == wire.NOT_QUALIFIED
 
 
 def test_send_ip_to_an_unknown_native_host_queues_behind_the_connectivity_test():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     other = ip6("2001:db8:f::200")  # a native host without a trusted relay entry
     pkt = _udp(c.address, other, 53, b"first")
@@ -132,7 +133,7 @@ def _in_and_out(c, data, n, src4, pkt, k, now, out):
 
 
 def test_raw_paths_allocate_nothing():
-    n = with_relay(deliver_raw=True)
+    n = with_relay(client_class=RawClient)
     c = n.c
     src4 = ip4(RELAY)
     for size in (64, 1280):
@@ -151,11 +152,17 @@ def test_raw_paths_allocate_nothing():
         assert bytes(c.tx_mv[c.tx_off:c.tx_off + size]) == bytes(pkt)
 
 
-def test_interface_hands_raw_packets_to_on_ip():
-    n, i = interface(deliver_raw=True)
+def test_interface_with_a_raw_client_returns_ev_ip_from_feed():
+    n, i = interface(client_class=RawClient)
+    c = i.client
     got = []
-    i.on_ip = lambda buf, off, k: got.append(bytes(buf[off:off + k]))
-    pkt = bytes(_udp(ip6(V6HOST), i.client.address, 7, b"to the kernel"))
-    n.from_relay(pkt, i.client.address)
+
+    def feed(data, k, src4, sport, now):
+        ev = i.feed(data, k, src4, sport, now)
+        got.append((ev, bytes(c.rx[c.ev_off:c.ev_off + c.ev_len])))
+    n.feed = feed
+    pkt = bytes(_udp(ip6(V6HOST), c.address, 7, b"to the kernel"))
+    n.from_relay(pkt, c.address)
     n.flush()
-    assert got and got[-1] == pkt
+    assert (EV_IP, pkt) in got
+    assert i.status()["drops"].get("no_port") is None  # not the UDP socket path
