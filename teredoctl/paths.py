@@ -41,7 +41,8 @@ USER_APP = "teredo_user_app.py"
 
 
 def _py_files(d):
-    return sorted(f for f in os.listdir(d) if f.endswith(".py") and f != "__init__.py")
+    # manifest.py is for freezing a firmware, not for a board's filesystem
+    return sorted(f for f in os.listdir(d) if f.endswith(".py") and f not in ("__init__.py", "manifest.py"))
 
 
 def stage_firmware(dst, app=None):

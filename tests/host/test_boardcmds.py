@@ -659,3 +659,64 @@ def test_missing_tool_is_named_not_blamed_on_the_board(monkeypatch, capsys, tmp_
         os.close(sl)
     line = assert_one_line_error(rc, err, "mpremote is not installed", "pip install teredo-mcu")
     assert "reset" not in line
+
+
+# ---- teredoctl config/flash never leave the board worse than they found it ----------------------
+
+def _status(capsys, link):
+    rc, out, err = teredoctl(capsys, "status", "--port", link, "--json", "--timeout", "10")
+    assert rc == 0, "the firmware does not answer: " + err
+    return json.loads(out)
+
+
+def test_config_typo_with_a_password_stored_never_stops_the_firmware(board, capsys):
+    rc, out, err = teredoctl(capsys, "config", "--port", board.link, "--server", "198.51.100.10",
+                             "--wifi-ssid", "lab", "--wifi-password", "s3cret pass", "--refresh", "30")
+    assert rc == 0, out + err
+    before = (board.flash / "config.json").read_bytes()
+    st0 = _status(capsys, board.link)
+    bad = [("--server", "10.0.0.1"), ("--server", "198.51.100.300"), ("--server", "x"),
+           ("--server2", "224.0.0.1"), ("--refresh", "5"), ("--refresh", "3601"),
+           ("--client-port", "70000"), ("--client-port", "-1"), ("--wifi-ssid", "s" * 33),
+           ("--wifi-password", "p" * 65)]
+    for opt, value in bad:
+        rc, out, err = teredoctl(capsys, "config", "--port", board.link, opt, value)
+        assert_one_line_error(rc, err, "nothing was changed")
+        assert "mpremote" not in err and "REPL" not in err
+    assert (board.flash / "config.json").read_bytes() == before
+    st1 = _status(capsys, board.link)  # still the same firmware run: not restarted
+    assert st1["uptime_s"] >= st0["uptime_s"] and st1["board"] == st0["board"]
+    # a valid change with the password stored goes over the console: the
+    # password is kept, nothing is restarted through mpremote
+    rc, out, err = teredoctl(capsys, "config", "--port", board.link, "--refresh", "45")
+    assert rc == 0 and "writing config.json with mpremote" not in err, out + err
+    on_flash = json.loads((board.flash / "config.json").read_text())
+    assert on_flash["refresh_s"] == 45 and on_flash["wifi_password"] == "s3cret pass"
+    assert _status(capsys, board.link)["refresh_s"] == 45
+
+
+def test_ctrl_c_in_the_middle_of_flash_leaves_the_firmware_running(tmp_path, capsys):
+    with Board(tmp_path / "b") as b:
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        assert rc == 0, out + err
+        v1 = flash_hashes(b.flash)
+        bulk = "DATA = (\n" + "".join("    %r,\n" % ("%06d" % i * 10) for i in range(600)) + ")\n"
+        src = copy_firmware(tmp_path / "fw2", {"bulk.py": bulk})
+        fl = subprocess.Popen(TEREDOCTL + ["flash", "--port", b.link, "--source", src], cwd=str(ROOT),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert wait_for(lambda: (b.flash / "bulk.mpy.tmp").exists(), 30, 0.01)
+            fl.send_signal(signal.SIGINT)  # the user presses Ctrl-C mid-copy
+            out, err = fl.communicate(timeout=60)
+        finally:
+            if fl.poll() is None:
+                fl.kill()
+                fl.wait(5)
+        assert fl.returncode != 0 and "Traceback" not in err, out + err
+        assert "the firmware was restarted" in out + err, out + err
+        # the previous firmware runs and answers; nothing new was put in place
+        st = _status(capsys, b.link)
+        assert st["firmware"] == VERSION
+        now = flash_hashes(b.flash)
+        assert "bulk.mpy" not in now
+        assert {k: v for k, v in now.items() if not k.endswith(".tmp")} == v1
