@@ -359,14 +359,32 @@ class Firmware:
                 new = json.loads(arg)
             except ValueError:
                 raise ValueError("config set takes one JSON object")
-            if isinstance(new, dict) and new.get("wifi_password") == "********" and self.cfg:
-                new["wifi_password"] = self.cfg.get("wifi_password")  # the masked one: keep it
+            if not isinstance(new, dict):
+                raise ValueError("config set takes one JSON object")
+            old = self.cfg
+            if old:  # a partial change: the keys given, over what is in force
+                merged = dict(old)
+                merged.update(new)
+                new = merged
+            if new.get("wifi_password") == "********" and old:
+                new["wifi_password"] = old.get("wifi_password")  # the masked one: keep it
             try:
                 cfg = _tconfig().save(new)
                 shown = _tconfig().masked(cfg)
             finally:
                 _drop_tconfig()
-            self.relink()
+            i = self.iface
+            diff = [k for k in cfg if cfg[k] != old.get(k)] if old else None
+            if diff == []:
+                pass  # nothing changed: nothing to restart
+            elif diff == ["refresh_s"] and i is not None and self.key is not None:
+                # only the refresh interval: the same socket and address
+                i.client.set_refresh(cfg["refresh_s"], time.ticks_ms())
+                self.cfg = cfg
+                self.key = (cfg["server"], cfg["server2"], cfg["refresh_s"])
+                self.changed(i)
+            else:
+                self.relink()
             return shown
         if cmd == "restart":
             self.relink()

@@ -240,6 +240,15 @@ class Client:
         self._set_state(OFFLINE, self._now)
         self.running = False
 
+    def set_refresh(self, refresh_s, now):
+        """A new refresh interval (§5.2.5), in force from the next refresh on:
+        no new qualification, the address stays."""
+        if type(refresh_s) is not int or refresh_s < 10 or refresh_s > 3600:
+            raise ValueError("refresh_s must be 10..3600 seconds")
+        self.cfg["refresh_s"] = refresh_s
+        if self.state == QUALIFIED:
+            self._schedule_refresh(now)
+
     def set_local(self, text):
         """The shell tells the core its local ip:port, for status only."""
         self.local = text

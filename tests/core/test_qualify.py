@@ -274,3 +274,26 @@ def test_nat_reboot_during_the_background_nat_test_is_not_symmetric():
     st = c.status()
     assert st["state"] == "qualified" and st["nat"] == "restricted", st
     assert st["mapped"] == NAT_WAN + ":51000" and st["address"] != old
+
+
+def test_set_refresh_keeps_the_address_and_moves_the_next_refresh():
+    """teredoctl config --refresh on a running board: no new qualification."""
+    n = Net("restricted")
+    n.start()
+    n.run(2000)
+    c = n.c
+    a = bytes(c.address)
+    rs_before = len([e for e in n.sent("out") if e[2] == proto.PORT])
+    c.set_refresh(60, n.now)
+    assert c.cfg["refresh_s"] == 60 and c.status()["state"] == "qualified" and bytes(c.address) == a
+    d = c.refresh_at - n.now
+    assert 45000 <= d <= 60000, d  # 75..100 % of the new interval (§5.2)
+    assert len([e for e in n.sent("out") if e[2] == proto.PORT]) == rs_before  # nothing sent
+    for bad in (9, 3601, "30"):
+        try:
+            c.set_refresh(bad, n.now)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("refresh_s %r taken" % (bad,))
+    assert c.cfg["refresh_s"] == 60

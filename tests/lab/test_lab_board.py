@@ -133,3 +133,30 @@ def test_server_down_at_boot_then_up(lab, board):
         lab.run("nat1", ["iptables", "-w", "5", "-D"] + block[4:], check=True)
     st = b.wait_status(lambda s: s["state"] == "qualified", 30, "qualified once the server is reachable")
     assert st["error"] is None and b.boots() == boots
+
+
+def test_config_typos_and_a_refresh_change_keep_the_board_qualified_at_its_address(lab, board):
+    """teredoctl config never leaves the board worse than it found it: with a
+    WiFi password stored, each invalid value for each field changes nothing
+    and the board stays qualified with the same address, its uptime still
+    counting; a valid refresh change is applied over the console without a
+    new qualification (same address)."""
+    b = board({"server": L.SERVER_IP, "wifi_ssid": "lab", "wifi_password": "s3cret pass"})
+    st0 = b.wait_status(lambda s: s["state"] == "qualified", 20, "qualified")
+    bad = [("--server", "10.0.0.1"), ("--server", "198.51.100.300"), ("--server2", "224.0.0.1"),
+           ("--refresh", "5"), ("--refresh", "3601"), ("--client-port", "70000"),
+           ("--wifi-ssid", "s" * 33), ("--wifi-password", "p" * 65)]
+    for opt, value in bad:
+        r = b.teredoctl("config", opt, value)
+        assert r.returncode == 1 and "nothing was changed" in r.stderr, (opt, r.stdout + r.stderr)
+    st1 = b.status()
+    assert st1["state"] == "qualified" and st1["address"] == st0["address"], st1
+    assert st1["uptime_s"] >= st0["uptime_s"]
+    r = b.teredoctl("config", "--refresh", "45", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["refresh_s"] == 45 and json.loads(r.stdout)["wifi_password"] == "********"
+    st2 = b.status()
+    assert st2["state"] == "qualified" and st2["address"] == st0["address"] and st2["refresh_s"] == 45
+    assert st2["uptime_s"] >= st1["uptime_s"]  # the same client: not restarted
+    on_flash = json.loads(open(os.path.join(b.flash, "config.json")).read())
+    assert on_flash["wifi_password"] == "s3cret pass" and on_flash["refresh_s"] == 45
