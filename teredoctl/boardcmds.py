@@ -396,6 +396,15 @@ def format_status(st):
     rows.append(("sockets", ", ".join("UDP %s (rx %s, tx %s, queued %s, dropped %s)" % (
         k.get("port"), k.get("rx"), k.get("tx"), k.get("queued"), k.get("dropped"))
         for k in socks) or "none"))
+    tcp = st.get("tcp")
+    if tcp:
+        conns = tcp.get("connections") or []
+        rows.append(("tcp", "listening %s; %d connection%s%s" % (
+            ", ".join(str(p) for p in tcp.get("listening") or []) or "none", len(conns),
+            "" if len(conns) == 1 else "s",
+            "".join("\n          :%s <-> [%s]:%s %s rx %s tx %s" % (
+                c.get("local"), c.get("remote"), c.get("rport"), c.get("state"), c.get("rx"), c.get("tx"))
+                for c in conns))))
     app = st.get("app") or {}
     if app.get("name"):
         rows.append(("app", "%s %s%s" % (app["name"], app.get("state"),

@@ -786,3 +786,15 @@ def test_ctrl_c_in_the_middle_of_flash_leaves_the_firmware_running(tmp_path, cap
         now = flash_hashes(b.flash)
         assert "bulk.mpy" not in now
         assert {k: v for k, v in now.items() if not k.endswith(".tmp")} == v1
+
+
+def test_status_table_shows_tcp_connections():
+    from teredoctl import boardcmds
+    st = {"state": "qualified", "tcp": {"listening": [80], "connections": [
+        {"cid": 1, "local": 80, "remote": "2001:db8:f::100", "rport": 40000, "state": "ESTABLISHED",
+         "rx": 120, "tx": 5000}]}}
+    text = boardcmds.format_status(st)
+    assert "tcp       listening 80; 1 connection" in text
+    assert ":80 <-> [2001:db8:f::100]:40000 ESTABLISHED rx 120 tx 5000" in text
+    # no TCP in use (the TCP is made on first use): no row
+    assert not any(ln.startswith("tcp ") for ln in boardcmds.format_status({"state": "offline"}).splitlines())
