@@ -210,6 +210,7 @@ class Demo:
     def wait_qualified(self, timeout):
         end = time.monotonic() + min(timeout, self.left())
         last = None
+        usable = None
         while time.monotonic() < end:
             r = self.teredoctl("status", "--port", self.link, "--json", echo=False, check=False)
             if r.returncode == 0:
@@ -218,7 +219,12 @@ class Demo:
                     last = st["state"]
                     show("state %s%s" % (last, (": " + st["error"]) if st.get("error") else ""))
                 if st["state"] == "qualified":
-                    return st
+                    # usable at the first RA; the NAT-type test ends in the
+                    # background (RFC 4380 §5.2.1): wait a little for it
+                    usable = usable or time.monotonic()
+                    if st["nat"] != "unknown" or time.monotonic() - usable > 5:
+                        show("NAT type %s" % st["nat"])
+                        return st
             time.sleep(0.5)
         raise DemoError("the board did not qualify within %d s (last state %s); board log: %s"
                         % (timeout, last, self.lab.log_tail("board/serial.log", 8)))
