@@ -51,6 +51,9 @@ MARK = "##teredo "
 BOARD_FILE = "board.json"      # written by teredoctl flash from board_configs/
 APP = "teredo_user_app"        # the user's app module (teredoctl flash --app FILE)
 COMMANDS = ("status", "peers", "config", "config set {JSON}", "ping ADDR [COUNT]", "restart", "help")
+# The TCP an app gets on a board (made on first use): 3 connections with 2 KB
+# rings each way, 12 KB in all (teredo.tcp's defaults, 4 x 6 KB, suit a host)
+BOARD_TCP = {"slots": 3, "rx_bytes": 2048, "tx_bytes": 2048}
 WIFI_RETRY_MIN_MS = 2000
 WIFI_RETRY_MAX_MS = 60000
 WDT_IDLE_MS = 3600000          # watchdog while at the REPL after Ctrl-C
@@ -155,7 +158,7 @@ class Firmware:
         opts = {"refresh_s": cfg["refresh_s"], "queue_slots": 1 if small else 2}
         try:
             if i is None:
-                i = Interface(cfg["server"], cfg["server2"], rand=rand, **opts)
+                i = Interface(cfg["server"], cfg["server2"], rand=rand, tcp=BOARD_TCP, **opts)
             else:
                 c = Client(cfg["server"], cfg["server2"], rand=rand, **opts)
                 i.down("config changed")

@@ -250,7 +250,9 @@ class Interface:
     def tcp_stack(self):
         """The TCP, made (and its rings allocated) on first use."""
         if self.tcp is None:
+            import gc
             from teredo.tcp import TCP
+            gc.collect()  # the rings want contiguous blocks: gather the free heap first
             self.tcp = TCP(self.client, self.client.rand, **self.tcp_options)
         return self.tcp
 

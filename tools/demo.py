@@ -1,6 +1,6 @@
 """make demo: the walkthrough, end to end, with teredoctl only.
 
-    sudo .venv/bin/python tools/demo.py [--heap 192K] [--nat restricted]   (make demo)
+    sudo .venv/bin/python tools/demo.py [--heap 256K] [--nat restricted]   (make demo)
 
 Builds the network lab (a NAT, miredo-server on two addresses, a miredo
 relay, an IPv6-only host), powers on a virtual board inside the client's
@@ -170,7 +170,23 @@ class Demo:
 
         st = json.loads(self.teredoctl("status", "--port", self.link, "--json", echo=False).stdout)
 
-        step(10, "Teredo packets seen by the server and the relay (tshark)")
+        step(10, "A web page from the board, over its own TCP: flash examples/http_status.py, curl from %s"
+             % V6HOST)
+        self.teredoctl("flash", "--port", self.link, "--app",
+                       os.path.join(ROOT, "examples", "http_status.py"), timeout=60)
+        web = self.wait_qualified(30)["address"]
+        url = "http://[%s]/" % web
+        print("$ ip netns exec %s curl -6 -sS %s" % (lab.ns("v6h"), url), flush=True)
+        r = lab.run("v6h", ["curl", "-6", "-sS", "--max-time", "15", url], timeout=min(20, self.left()))
+        show((r.stdout.replace("><", ">\n<") + r.stderr)[:1500])
+        web_ok = r.returncode == 0 and "<html>" in r.stdout and web in r.stdout
+        r = lab.run("v6h", ["curl", "-6", "-sS", "--max-time", "15", "-o", "/dev/null", "-w",
+                            "%{http_code} %{size_download} bytes in %{time_total} s",
+                            "http://[%s]/blob?bytes=100000" % web], timeout=min(20, self.left()))
+        print("$ curl -6 http://[...]/blob?bytes=100000: %s" % (r.stdout or r.stderr).strip(), flush=True)
+        web_ok = web_ok and r.stdout.startswith("200 100000 ")
+
+        step(11, "Teredo packets seen by the server and the relay (tshark)")
         time.sleep(0.3)  # tcpdump writes each packet as it comes (-U)
         for name in ("srv", "rly"):
             lines = labmod.teredo_summary(lab.pcap(name), timeout=min(30, self.left()))
@@ -178,7 +194,7 @@ class Demo:
                                                 len(lines), ", first 25" if len(lines) > 25 else ""))
             show("\n".join(lines[:25]) or "(none)")
 
-        step(11, "What happened")
+        step(12, "What happened")
         mapped_ip = d["mapped_ipv4"]
         app = st.get("app") or {}
         socks = ", ".join("UDP %(port)d rx %(rx)d tx %(tx)d" % k for k in st.get("sockets") or [])
@@ -194,6 +210,8 @@ class Demo:
             "%s -> board's app, UDP port 7: %s" % (V6HOST, "every datagram echoed" if udp_ok
                                                    else "NOT every datagram echoed"),
             "board's app: %s %s; sockets %s" % (app.get("name"), app.get("state"), socks or "none"),
+            "%s -> board's web page (http_status.py at %s): %s" % (
+                V6HOST, web, "page and 100 KB blob fetched" if web_ok else "NOT fetched"),
             "board counters: rx %s, tx %s, peers %s, drops %s"
             % (st["rx"], st["tx"], st["peers"], st["drops"] or "none"),
         ]
@@ -205,6 +223,8 @@ class Demo:
             raise DemoError("a ping got no replies (see above)")
         if not udp_ok:
             raise DemoError("the board's app did not echo every datagram (see above)")
+        if not web_ok:
+            raise DemoError("the board's web page was not fetched (see above)")
         return 0
 
     def wait_qualified(self, timeout):

@@ -1,12 +1,12 @@
 """Virtual ESP32-like board: the MicroPython unix port behind a pseudo-terminal.
 
     python -m teredoctl.vboard --dir DIR --link PATH [--board esp32]
-        [--heap 192K] [--ctl CTLDIR] [--log FILE] [--micropython EXE]
+        [--heap 256K] [--ctl CTLDIR] [--log FILE] [--micropython EXE]
         [--wifi-delay-ms 300] [--no-crlf]
 
 or from Python::
 
-    b = VirtualBoard(dir, link, board="esp32", heap="192K")
+    b = VirtualBoard(dir, link, board="esp32", heap="256K")
     b.start()          # returns once the link exists; runs in a thread
     ...                # mpremote connect <link> ... / serial.Serial(<link>)
     b.stop()           # kills the interpreter, removes the link
@@ -119,10 +119,11 @@ import zlib
 
 ROM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rom")
 
-# The heap a virtual board gets unless told otherwise: what an ESP32 without
-# PSRAM leaves MicroPython (about 110 KB of 32-bit objects) scaled for the
-# unix port's 64-bit objects, with room for the user's app.
-DEFAULT_HEAP = "192K"
+# The heap a virtual board gets unless told otherwise: room for the firmware
+# (modules as .mpy files, about 105 KB live on this x64 port), an app, and the
+# library's TCP when an app uses it (its code and rings, about 40 KB more);
+# x64 objects are about 1.34x a 32-bit ESP32's.
+DEFAULT_HEAP = "256K"
 # The smallest heap (in 16K steps) that starts what teredoctl flash
 # installs (modules as .mpy files) on this x64 port; tests/host/test_boardcmds.py
 # checks that it boots at this size and not 16K below it.

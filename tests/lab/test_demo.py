@@ -50,7 +50,7 @@ def test_demo_walkthrough():
     assert took < 120, took
     # every step, in order
     steps = [int(n) for n in re.findall(r"^== (\d+)\. ", out, re.M)]
-    assert steps == list(range(1, 12)), steps
+    assert steps == list(range(1, 13)), steps
     assert re.search(r"all \d+ files verified by sha256", out)
     assert re.search(r"firmware \S+ started on", out)
     assert "user app: udp_echo.py installed as teredo_user_app" in out
@@ -68,6 +68,11 @@ def test_demo_walkthrough():
         assert "   sent b'%s' (%d bytes) -> received b'%s' (%d bytes)\n" % (msg, n, msg, n) in out
     assert "2001:db8:f::100 -> board's app, UDP port 7: every datagram echoed" in out
     assert re.search(r"board's app: teredo_user_app running; sockets UDP 7 rx [1-9]\d* tx [1-9]", out)
+    # the web page from the board's own TCP, fetched by curl on the IPv6-only host
+    assert "<title>Teredo board</title>" in out and "user app: http_status.py installed" in out
+    assert re.search(r"blob\?bytes=100000: 200 100000 bytes in ", out)
+    assert re.search(r"-> board's web page \(http_status.py at 2001:0:c633:640a:\S+\): page and 100 KB blob "
+                     r"fetched", out)
     # the tshark summary shows qualification at the server and the echo through the relay
     assert re.search(r"198\.51\.100\.31:\d+ > 198\.51\.100\.10:3544 \[auth\] .* Router Solicitation", out)
     assert "[orig=198.51.100.31:" in out and "Router Advertisement" in out

@@ -113,13 +113,13 @@ def all_echoed(report):
 def board(lab, tmp_path):
     boards = []
 
-    def make(app=None, teredoctl=False):
+    def make(app=None, teredoctl=False, heap=None):
         flash = str(tmp_path / "flash")
         if teredoctl:  # an empty board with its config, then the real teredoctl flash
             write_config(flash, {"server": L.SERVER_IP})
         else:
             install_firmware(flash, {"server": L.SERVER_IP}, app=app)
-        b = Board(lab, "cli1", flash)
+        b = Board(lab, "cli1", flash, **({"heap": heap} if heap else {}))
         boards.append(b)
         if teredoctl:
             r = b.teredoctl("flash", "--app", app)
@@ -234,3 +234,41 @@ def test_sensor_example_reaches_a_listener_on_the_v6_host(lab, board, tmp_path):
         assert address == st["address"] and src == st["address"] and sport == 5005
         assert int(reading) > 0
     assert [int(g[0].split(",")[1]) for g in got] == sorted(int(g[0].split(",")[1]) for g in got)
+
+
+def test_web_page_from_the_board_over_its_own_tcp(lab, board, tmp_path):
+    """examples/http_status.py on the virtual board (the firmware's TCP, 2 KB
+    rings): curl on the IPv6-only host through the miredo relay gets the page,
+    the status JSON and a 1 MB blob byte for byte; curl on the miredo peer
+    client (Teredo to Teredo) a 200 KB one; a closed port is refused."""
+    import hashlib
+    # the TCP's code and rings on top of the firmware: teredoctl vboard's default heap
+    from teredoctl.vboard import DEFAULT_HEAP
+    b = board(os.path.join(ROOT, "examples", "http_status.py"), heap=DEFAULT_HEAP)
+    st = b.wait_status(lambda s: s["state"] == "qualified" and s["app"]["state"] == "running"
+                       and 80 in (s.get("tcp") or {}).get("listening", []), 30, "the web app listening")
+    base = "http://[%s]" % st["address"]
+
+    def curl(ns, path, out):
+        r = lab.run(ns, ["curl", "-6", "-sS", "--max-time", "120", "-o", str(out), "-w", "%{http_code} "
+                         "%{size_download}", base + path], timeout=130)
+        return r.stdout + r.stderr
+
+    assert curl("v6h", "/", tmp_path / "page").startswith("200 ")
+    assert st["address"] in (tmp_path / "page").read_text()
+    assert curl("v6h", "/status.json", tmp_path / "st").startswith("200 ")
+    j = json.loads((tmp_path / "st").read_text())
+    assert j["state"] == "qualified" and 80 in j["tcp"]["listening"]
+    for ns, n in (("v6h", 1000000), ("cli2", 200000)):
+        if ns == "cli2":
+            lab.peer_teredo_address()
+        got = curl(ns, "/blob?bytes=%d" % n, tmp_path / "blob")
+        assert got == "200 %d" % n, got
+        want = hashlib.sha256(bytes(i & 0xFF for i in range(n))).hexdigest()
+        assert hashlib.sha256((tmp_path / "blob").read_bytes()).hexdigest() == want
+    r = lab.run("v6h", [sys.executable, "-c", "import socket,sys\ns=socket.socket(socket.AF_INET6)\n"
+                        "s.settimeout(8)\ntry:\n    s.connect((sys.argv[1], 81)); print('connected')\n"
+                        "except ConnectionRefusedError: print('refused')\n", st["address"]], timeout=20)
+    assert r.stdout.strip() == "refused", r.stdout + r.stderr
+    after = b.status()
+    assert after["app"]["state"] == "running" and after["state"] == "qualified"
