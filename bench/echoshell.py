@@ -5,7 +5,7 @@
 #   python bench/echoshell.py MODE firmware tests/core PORT PEER_PORT
 #
 # MODE bare:   the floor: recvfrom + sendto of the same datagram, nothing else.
-# MODE teredo: the loop of firmware/tshell.py reduced to socket + core: per
+# MODE teredo: the loop of firmware/teredo_console.py reduced to socket + core: per
 #   datagram what Shell.receive() and Shell.send_all() do (recvfrom(1536), the
 #   source from the sockaddr, on_datagram, pop_tx, the sockaddr cache,
 #   sendto of a memoryview slice) and the timer check.  The core is qualified
@@ -53,7 +53,7 @@ def teredo(s, c, sockaddr):
         now = ticks_ms()
         if len(data) == 4:
             return
-        if ON_MP:  # unix port: struct sockaddr_in, as tshell reads it
+        if ON_MP:  # unix port: struct sockaddr_in, as teredo_console reads it
             ip4 = src[4:8]
             port = (src[2] << 8) | src[3]
         else:

@@ -1,4 +1,4 @@
-# The real board shell (firmware/tshell.py, Shell.loop) on the MicroPython unix
+# The real board shell (firmware/teredo_console.py, Shell.loop) on the MicroPython unix
 # port with the virtual board's machine/network shims, answering encapsulated
 # pings on loopback: the firmware's own per-datagram path (poll, WDT feed,
 # receive, send_all, timers, housekeeping), not a reduction of it.
@@ -22,14 +22,14 @@ import select  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 
-import tshell  # noqa: E402
+import teredo_console  # noqa: E402
 from qualified import QUIET, qualified_client  # noqa: E402
 
 
 def main():
     port = int(sys.argv[4])
     peer_port = int(sys.argv[5])
-    sh = tshell.Shell()
+    sh = teredo_console.Shell()
     sh.load()
     if sh.client is None:
         raise SystemExit("config.json: %s" % sh.error)

@@ -35,15 +35,15 @@ step("core code: addr, proto, wire, peers")
 from teredo import client  # noqa: E402
 
 step("core code: client")
-import tconfig  # noqa: E402,F401
+import teredo_config  # noqa: E402,F401
 
-step("shell code: tconfig")
-import tshell  # noqa: E402
+step("shell code: teredo_config")
+import teredo_console  # noqa: E402
 
-step("shell code: tshell")
+step("shell code: teredo_console")
 c = client.Client("198.51.100.10", rand=lambda bits: 1)
 step("Client() state and buffers")
-sh = tshell.Shell()
+sh = teredo_console.Shell()
 step("Shell() state (poll, line buffer, WDT)")
 rows.append(["total", gc.mem_alloc()])
 print(json.dumps(rows))

@@ -3,6 +3,6 @@
 Usage: python bench/hostrun.py --server IP"""
 import sys
 
-from host_tools.cli import main
+from teredoctl.cli import main
 
 sys.exit(main(["client", "--echo-rate", "0"] + sys.argv[1:]))

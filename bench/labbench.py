@@ -14,9 +14,10 @@ import sys
 import time
 import tty
 
-from host_tools import lab as L
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))  # the network lab lives with its tests
+import lab as L  # noqa: E402
+
 MPY = os.path.join(ROOT, "build", "mpy-x64")
 MARK = b"##teredo "
 
@@ -35,7 +36,7 @@ def median(xs):
 
 # ---- the virtual board ------------------------------------------------------
 
-# Inserted into the firmware's main.py just before it calls tshell.main():
+# Inserted into the firmware's main.py just before it calls teredo_console.main():
 # echo replies unlimited (client option echo_rate=0; the default is 200/s and
 # config.json has no key for it) for throughput runs.  The new DEFAULTS tuple
 # replaces one of the same size.
@@ -45,12 +46,12 @@ ECHO_UNLIMITED = ("from teredo import client as _bench_client  # bench: echo_rat
 
 
 def bench_main_py():
-    """firmware/main.py with ECHO_UNLIMITED before its tshell.main() call."""
-    with open(os.path.join(ROOT, "firmware", "main.py")) as f:
+    """firmware/main.py with ECHO_UNLIMITED before its teredo_console.main() call."""
+    with open(os.path.join(ROOT, "app", "main.py")) as f:
         lines = f.read().splitlines(True)
-    at = [i for i, ln in enumerate(lines) if ln.startswith("tshell.main(")]
+    at = [i for i, ln in enumerate(lines) if ln.startswith("teredo_console.main(")]
     if not at:
-        raise RuntimeError("firmware/main.py no longer calls tshell.main(): update bench/labbench.py")
+        raise RuntimeError("firmware/main.py no longer calls teredo_console.main(): update bench/labbench.py")
     lines.insert(at[-1], ECHO_UNLIMITED)
     return "".join(lines)
 
@@ -67,9 +68,9 @@ def install_firmware(flash, romfs=False):
         os.makedirs(os.path.join(flash, "teredo"))
         for f in os.listdir(os.path.join(MPY, "teredo")):
             shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(flash, "teredo", f))
-        for f in ("tshell.mpy", "tconfig.mpy"):
+        for f in ("teredo_console.mpy", "teredo_config.mpy"):
             shutil.copy(os.path.join(MPY, f), flash)
-    shutil.copy(os.path.join(ROOT, "firmware", "boot.py"), flash)
+    shutil.copy(os.path.join(ROOT, "app", "boot.py"), flash)
     with open(os.path.join(flash, "main.py"), "w") as f:
         f.write(bench_main_py())
     with open(os.path.join(flash, "config.json"), "w") as f:
@@ -141,7 +142,7 @@ class Board:
         self.log = name + ".log"
         self.t0 = time.monotonic()
         self.w0 = time.time()
-        argv = [sys.executable, "-m", "host_tools.vboard", "--dir", self.flash, "--link", self.link,
+        argv = [sys.executable, "-m", "teredoctl.vboard", "--dir", self.flash, "--link", self.link,
                 "--heap", heap] + (["--romfs", romfs] if romfs else [])
         self.proc = lab.popen("cli1", argv, log=self.log, cwd=ROOT)
         end = time.monotonic() + 20
@@ -434,7 +435,7 @@ def romfs_image(snap):
     the vboard can map one (--romfs); else None."""
     import inspect
 
-    from host_tools import vboard
+    from teredoctl import vboard
     mpremote = os.path.join(os.path.dirname(sys.executable), "mpremote")
     if "romfs" not in inspect.signature(vboard.VirtualBoard).parameters or not os.access(mpremote, os.X_OK):
         return None
@@ -443,7 +444,7 @@ def romfs_image(snap):
     os.makedirs(os.path.join(src, "teredo"))
     for f in os.listdir(os.path.join(MPY, "teredo")):
         shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(src, "teredo", f))
-    for f in ("tshell.mpy", "tconfig.mpy"):
+    for f in ("teredo_console.mpy", "teredo_config.mpy"):
         shutil.copy(os.path.join(MPY, f), src)
     image = os.path.join(snap, "firmware.romfs")
     cp = subprocess.run([mpremote, "romfs", "--no-mpy", "-o", image, "build", src],

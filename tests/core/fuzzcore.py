@@ -608,7 +608,7 @@ class Fuzzer:
         if drx != 1:
             return _E_RX
         self.rx += 1
-        if ev < 0 or ev > 2:
+        if ev < 0 or ev > 3:
             return _E_EV
         if tot > 3:
             return _E_MULTI

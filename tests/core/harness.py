@@ -34,6 +34,7 @@ class Net:
             opts["queue_slots"] = 1  # one queue buffer: room for the test run in 64K of heap
         self.c = Client(SERVER, rand=Rand(seed), **opts)
         self.events = []
+        self.feed = None    # where datagrams for the client go (default: its core)
 
     def mapped_port(self, dst):
         if self.nat == "symmetric":
@@ -57,8 +58,9 @@ class Net:
                 return
             inbox = self.inbox
             self.inbox = []
+            feed = self.feed or c.on_datagram
             for data, src4, sport in inbox:
-                ev = c.on_datagram(data, len(data), src4, sport, self.now)
+                ev = feed(data, len(data), src4, sport, self.now)
                 if ev:
                     self.events.append((ev, c.ev_seq))
 
@@ -178,6 +180,35 @@ class Net:
 
     def sent(self, kind):
         return [e for e in self.log if e[0] == kind]
+
+
+class FakeUDP:
+    """The Interface's UDP socket, wired to the simulated Internet."""
+
+    def __init__(self, net):
+        self.net = net
+        self.sent = 0
+
+    def sendto(self, mv, to):
+        self.sent += 1
+        self.net.outbound(bytes(mv), to)
+
+
+def interface(nat="restricted", **opts):
+    """(Net, Interface): an Interface whose socket is the simulated Internet
+    and whose clock is the Net's, qualified."""
+    from teredo.iface import Interface
+    if "queue_slots" not in opts:
+        opts["queue_slots"] = 1
+    n = Net(nat)
+    i = Interface(SERVER, rand=Rand(7), clock=lambda: n.now, udp=FakeUDP(n), **opts)
+    n.c = i.client
+    n.feed = i.feed
+    i.open(n.now)
+    n.flush()
+    n.run(2000)
+    assert i.qualified(), i.status()
+    return n, i
 
 
 def qualified(nat="restricted", **opts):

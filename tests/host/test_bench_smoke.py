@@ -55,7 +55,7 @@ def test_loopback_ratios_and_size(results):
             assert r["loopback"][interp][mode]["pps"] > 0
     assert r["overhead_firmware_loop_vs_bare_udp"]["micropython"] > 0
     assert r["mpy_bytes"] == sum(r["mpy_files"].values()) > 0
-    assert "tshell.mpy" in r["mpy_files"] and "main.py" in r["mpy_files"]
+    assert "teredo_console.mpy" in r["mpy_files"] and "main.py" in r["mpy_files"]
     names = [n for n, _ in r["heap_map_bytes"]]
     assert names[-1] == "total" and "Client() state and buffers" in names
 
@@ -84,9 +84,9 @@ def test_ping_summary_parsing():
 
 def test_bench_board_main_is_the_firmware_main_with_echo_unlimited():
     from bench.labbench import ECHO_UNLIMITED, bench_main_py
-    with open(os.path.join(ROOT, "firmware", "main.py")) as f:
+    with open(os.path.join(ROOT, "app", "main.py")) as f:
         firmware_main = f.read()
     text = bench_main_py()
     assert text.replace(ECHO_UNLIMITED, "") == firmware_main
-    assert text.index(ECHO_UNLIMITED) < text.rindex("tshell.main(")
+    assert text.index(ECHO_UNLIMITED) < text.rindex("teredo_console.main(")
     compile(text, "main.py", "exec")

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from host_tools import boards  # noqa: E402
+from teredoctl import boards  # noqa: E402
 
 CONFIGS = sorted(p for p in (ROOT / "board_configs").glob("*.json") if p.name != "schema.json")
 
@@ -69,11 +69,11 @@ def test_identity_from_micropython():
 
 
 def test_board_json_is_what_the_firmware_reads():
-    # firmware/tshell.py reads name, led_pin and wdt_ms from board.json
+    # app/teredo_console.py reads name, led_pin and wdt_ms from board.json
     bj = boards.board_json(boards.get("esp32"))
     assert bj["name"] == "esp32" and bj["led_pin"] == 2 and type(bj["wdt_ms"]) is int
     assert boards.board_json(boards.get("esp32s3"))["led_pin"] is None
-    shell = (ROOT / "firmware" / "tshell.py").read_text()
+    shell = (ROOT / "app" / "teredo_console.py").read_text()
     for k in ("led_pin", "wdt_ms", '"board.json"'):
         assert k in shell
 

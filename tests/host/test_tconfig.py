@@ -1,4 +1,4 @@
-"""The board's config file (firmware/tconfig.py): validation, atomic save,
+"""The board's config file (app/teredo_config.py): validation, atomic save,
 and what load() makes of a save cut short by a reset at each step."""
 import json
 import os
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "firmware"))
-import tconfig  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "app"))
+import teredo_config  # noqa: E402
 
 GOOD = {"server": "198.51.100.10"}
 
@@ -18,12 +18,12 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_save_then_load_and_masking():
-    cfg = tconfig.save({"server": "198.51.100.10", "wifi_ssid": "home", "wifi_password": "pw"})
+    cfg = teredo_config.save({"server": "198.51.100.10", "wifi_ssid": "home", "wifi_password": "pw"})
     assert cfg["refresh_s"] == 30 and cfg["server2"] is None
-    got, err = tconfig.load()
+    got, err = teredo_config.load()
     assert err is None and got == cfg
-    assert tconfig.masked(got)["wifi_password"] == "********"
-    assert not os.path.exists(tconfig.NEW)
+    assert teredo_config.masked(got)["wifi_password"] == "********"
+    assert not os.path.exists(teredo_config.NEW)
 
 
 @pytest.mark.parametrize("bad,words", [
@@ -36,34 +36,34 @@ def test_save_then_load_and_masking():
 ])
 def test_validation_says_what_to_fix(bad, words):
     with pytest.raises(ValueError) as e:
-        tconfig.save(bad)
+        teredo_config.save(bad)
     assert words in str(e.value)
-    assert not os.path.exists(tconfig.PATH)
+    assert not os.path.exists(teredo_config.PATH)
 
 
 def test_reset_while_writing_new_file_keeps_old_config():
-    tconfig.save(GOOD)
-    with open(tconfig.NEW, "w") as f:
+    teredo_config.save(GOOD)
+    with open(teredo_config.NEW, "w") as f:
         f.write('{"server": "203.0.1')  # the reset hit mid-write
-    got, err = tconfig.load()
+    got, err = teredo_config.load()
     assert err is None and got["server"] == "198.51.100.10"
-    assert not os.path.exists(tconfig.NEW)
+    assert not os.path.exists(teredo_config.NEW)
 
 
 def test_reset_between_remove_and_rename_uses_complete_new_file():
-    tconfig.save(GOOD)
-    with open(tconfig.NEW, "w") as f:
-        json.dump(tconfig.validate({"server": "203.0.113.5"}), f)
-    os.remove(tconfig.PATH)  # the reset hit after the remove
-    got, err = tconfig.load()
+    teredo_config.save(GOOD)
+    with open(teredo_config.NEW, "w") as f:
+        json.dump(teredo_config.validate({"server": "203.0.113.5"}), f)
+    os.remove(teredo_config.PATH)  # the reset hit after the remove
+    got, err = teredo_config.load()
     assert err is None and got["server"] == "203.0.113.5"
-    assert os.path.exists(tconfig.PATH) and not os.path.exists(tconfig.NEW)
+    assert os.path.exists(teredo_config.PATH) and not os.path.exists(teredo_config.NEW)
 
 
 def test_corrupt_or_missing_config_gives_a_sentence():
-    got, err = tconfig.load()
+    got, err = teredo_config.load()
     assert got is None and "teredoctl config" in err
-    with open(tconfig.PATH, "w") as f:
+    with open(teredo_config.PATH, "w") as f:
         f.write("{not json")
-    got, err = tconfig.load()
+    got, err = teredo_config.load()
     assert got is None and "config.json is invalid" in err

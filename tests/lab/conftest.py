@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from host_tools import lab as labmod  # noqa: E402
+import lab as labmod  # noqa: E402
 
 
 @pytest.fixture(scope="module")

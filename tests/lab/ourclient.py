@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 class OurClient:
     def __init__(self, lab, ns, *args, log="ours.log"):
-        argv = [sys.executable, "-m", "host_tools.cli", "client"] + list(args)
+        argv = [sys.executable, "-m", "teredoctl.cli", "client"] + list(args)
         self.lab = lab
         self.lines = queue.Queue()
         self.seen = []

@@ -1,4 +1,4 @@
-"""make demo (host_tools/demo.py) end to end: the lab, a virtual board, teredoctl
+"""make demo (tools/demo.py) end to end: the lab, a virtual board, teredoctl
 flash/config/status/ping, pings both ways, the tshark summary, teardown.
 Root only (network namespaces); CI runs it."""
 import os
@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from host_tools import lab as labmod
+import lab as labmod
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO = os.path.join(ROOT, "tools", "demo.py")
 
 pytestmark = pytest.mark.lab
 
@@ -40,7 +41,7 @@ def test_demo_walkthrough():
     if reason:
         pytest.skip("demo needs the network lab: %s" % reason)
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "host_tools.demo"], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, DEMO], cwd=ROOT, capture_output=True, text=True,
                        timeout=150, stdin=subprocess.DEVNULL)
     took = time.monotonic() - t0
     out = r.stdout
@@ -77,8 +78,8 @@ def test_demo_says_it_needs_root():
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or not setpriv:
         pytest.skip("needs root (to drop to an unprivileged user) and setpriv")
-    r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                        "host_tools.demo"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                        DEMO], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 1
     assert "needs root" in r.stderr and "sudo make demo" in r.stderr and "Traceback" not in r.stderr

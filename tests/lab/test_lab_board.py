@@ -11,7 +11,7 @@ import re
 import pytest
 
 from boardutil import ROMFS_HEAP, ROMFS_IMAGE, Board, install_firmware
-from host_tools import lab as L
+import lab as L
 from teredo import addr
 
 pytestmark = pytest.mark.lab

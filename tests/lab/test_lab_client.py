@@ -3,14 +3,17 @@ miredo-server (two consecutive addresses), a miredo relay, a miredo client
 behind a second NAT, and an IPv6-only host, across iptables NATs in network
 namespaces.  Root only; CI runs these."""
 
+import os
 import re
 import time
 
 import pytest
 
-from host_tools import lab as L
+import lab as L
 from ourclient import OurClient
 from teredo import addr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.lab
 
@@ -151,7 +154,7 @@ def test_nat_reboot_and_new_mapping_noticed_at_refresh(lab, nat1):
 
 
 def test_server_address_must_be_global(lab):
-    cp = lab.run("cli1", [__import__("sys").executable, "-m", "host_tools.cli", "client",
-                          "--server", "10.1.2.3"], cwd=L.__file__.rsplit("/host_tools", 1)[0], timeout=10)
+    cp = lab.run("cli1", [__import__("sys").executable, "-m", "teredoctl.cli", "client",
+                          "--server", "10.1.2.3"], cwd=ROOT, timeout=10)
     assert cp.returncode == 1
     assert "not a global unicast" in cp.stderr and "Traceback" not in cp.stderr

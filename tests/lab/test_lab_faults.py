@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from host_tools import lab as L
+import lab as L
 from ourclient import OurClient
 
 pytestmark = pytest.mark.lab

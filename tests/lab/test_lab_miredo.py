@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from host_tools import lab as L
+import lab as L
 
 pytestmark = pytest.mark.lab
 
@@ -171,7 +171,7 @@ def test_cleanup_only_removes_dead_creator_namespaces(lab):
 
 def test_cli_up_tears_down_on_ctrl_c(lab):  # lab: skip unless root/tools
     env = dict(os.environ, PYTHONPATH=ROOT)
-    p = subprocess.Popen([sys.executable, "-m", "host_tools.lab", "up", "--no-peer",
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "lab", "lab.py"), "up", "--no-peer",
                           "--max-time", "60"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     out, prefix = [], None

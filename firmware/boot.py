@@ -1,5 +1,0 @@
-# Runs first at every boot.  Nothing to set up before main.py: the client
-# shell (tshell.py) owns WiFi, the watchdog and the LED.
-import gc
-
-gc.collect()

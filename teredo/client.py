@@ -1,0 +1,1135 @@
+# The Teredo client state machine (RFC 4380 §5.2 with RFC 5991 and RFC 6081
+# updates), sans-I/O.  A shell feeds it datagrams and the time, and sends what
+# pop_tx() hands back:
+#
+#   c = Client("198.51.100.10", rand=getrandbits)
+#   c.start(now_ms)
+#   loop: c.on_datagram(buf, n, src_ip4, src_port, now_ms) / c.on_timer(now_ms)
+#         n = c.pop_tx(); while n: sendto(c.tx_mv[c.tx_off:c.tx_off+n], c.tx_addr)
+#   sleep until c.next_deadline()
+#
+# After every call the shell must drain pop_tx() before feeding the next
+# datagram: replies are built in place in the receive buffer.
+#
+# Times are int milliseconds that wrap at 2**30 (the ESP32's ticks_ms); all
+# arithmetic on them goes through _diff/_add, which stay inside small ints.
+
+from teredo import addr, proto, wire
+from teredo.peers import (F_BUBBLES, F_LAST_RX, F_LAST_TX, F_LAST_USE, F_NEXT, F_PORT,
+                          F_PROBES, F_Q, F_QLEN, F_TEREDO, F_TRUSTED, F_USED, F_WINDOW, NF,
+                          PeerTable)
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):  # type: ignore[misc]
+        return x
+
+# Every tunable with its one default.  Client(**overrides) takes these names.
+DEFAULTS = (
+    ("refresh_s", proto.REFRESH_S),      # RFC 4380 §5.2 / RFC 6081 §5.1.1 refresh interval
+    ("qual_timeout_ms", proto.QUAL_TIMEOUT_MS),  # T of §5.2.1
+    ("qual_tries", proto.QUAL_TRIES),    # N of §5.2.1
+    ("cone_probe", True),                # also test for a cone NAT (§5.2.1), for status only
+    ("backoff_min_ms", 8000),            # offline: first retry of qualification
+    ("backoff_max_ms", 128000),          # offline: longest wait between retries
+    ("symmetric_retry_ms", 120000),      # symmetric NAT: slow retry
+    ("max_peers", 8),                    # bounded peer list (LRU)
+    ("queue_slots", 2),                  # peers that may hold queued packets at once
+    ("queue_bytes", 1280),               # per-peer queue (§5.2.4), bytes
+    ("echo_rate", 200),                  # echo replies per second (0: no limit)
+    ("echo_burst", 50),
+    ("bubble_rate", 20),                 # unsolicited direct bubbles per second
+    ("peer_rate", 5),                    # new peer entries per second (burst: max_peers)
+    ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
+    ("unreach_rate", 10),                # ICMPv6 port unreachable per second (RFC 4443 §2.4 (f))
+    ("max_ports", 8),                    # UDP ports that may be bound at once
+)
+
+STATES = ("offline", "qualifying", "qualified", "symmetric")
+OFFLINE = const(0)
+QUALIFYING = const(1)
+QUALIFIED = const(2)
+SYMMETRIC = const(3)
+
+NATS = ("unknown", "cone", "restricted", "symmetric")
+
+# Qualification phases (RFC 4380 §5.2.1 and §5.2.5).  The client is usable
+# at the first RA from the primary address (one round trip, as miredo); the
+# NAT-type tests of §5.2.1 then run in the background (NT_*) and only set the
+# status field, since RFC 5991 takes the cone bit out of the address.
+PH_NONE = const(0)
+PH_PRIMARY = const(1)     # RS to the primary address (with the cone RS, see _send_rs)
+PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
+_NT_NONE = const(0)
+_NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
+_NT_S2 = const(2)          # RS to the secondary address outstanding
+_NT_CHECK = const(3)       # its mapping differed: the primary's again (symmetric?)
+
+# Events returned by on_datagram for the application.
+EV_NONE = const(0)
+# (rx is the buffer given to on_datagram; it is only read, never written)
+EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
+EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
+EV_TCP = const(3)         # TCP segment: the IPv6 packet rx[ev_off:ev_off+ev_len], for tcp.on_segment
+
+UNREACHABLE = const(21)
+NO_PORT = const(22)       # UDP datagram for a port nobody bound
+DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port")
+
+RX_BYTES = const(1536)
+ARENA_BYTES = const(1600)
+TX_SLOTS = const(8)
+_ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_reply_bubble)
+HALF = const(0x20000000)
+# Ticks wrap at 2**30 ms (6.2 days of difference): on_timer runs at least
+# every _WAKE_MS (next_deadline says so) and clamps every stored past time to
+# at most _AGE_MS ago, longer than any window it is compared with (300 s of
+# §5.2.6, 30 s of §5.2.4, the NAT UDP timeout), so no difference ever wraps.
+_WAKE_MS = const(60000)
+_AGE_MS = const(600000)
+# RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
+# 2 minutes, 5 recommended; what we sent within this time may still hold it.
+_NAT_UDP_TIMEOUT_MS = const(300000)
+
+
+def _diff(a, b):
+    """a - b for tick values that wrap at 2**30, kept within small ints."""
+    d = a - b
+    if d >= HALF:
+        d = d - HALF - HALF
+    elif d < -HALF:
+        d = d + HALF + HALF
+    return d
+
+
+def _add(a, dt):
+    m = HALF - dt + HALF  # 2**30 - dt without making 2**30
+    if a >= m:
+        return a - m
+    return a + dt
+
+
+class Client:
+    def __init__(self, server, server2=None, rand=None, **options):
+        cfg = {}
+        for k, v in DEFAULTS:
+            cfg[k] = v
+        for k in options:
+            if k not in cfg:
+                raise ValueError("unknown client option %r" % k)
+            v = options[k]
+            if type(v) is not type(cfg[k]):
+                raise ValueError("option %s must be %s" % (k, type(cfg[k]).__name__))
+            cfg[k] = v
+        if cfg["refresh_s"] < 10 or cfg["refresh_s"] > 3600:
+            raise ValueError("refresh_s must be 10..3600 seconds")
+        if cfg["max_peers"] < 1 or cfg["queue_slots"] < 1 or cfg["queue_bytes"] < 1280:
+            raise ValueError("max_peers and queue_slots must be >= 1, queue_bytes >= 1280")
+        self.cfg = cfg
+        if rand is None:
+            raise ValueError("a random source rand(nbits) is required")
+        self.rand = rand
+        self.server4 = _ip4(server, "server")
+        if server2 is None:
+            s2 = bytearray(self.server4)
+            i = 3
+            while i >= 0:  # RFC 4380 §5.2: secondary = primary + 1 by convention
+                s2[i] = (s2[i] + 1) & 0xFF
+                if s2[i]:
+                    break
+                i -= 1
+            self.server2_4 = bytes(s2)
+        else:
+            self.server2_4 = _ip4(server2, "server2")
+        if self.server2_4 == self.server4:
+            raise ValueError("server2 must differ from server")
+        self.server_addr = (addr.format_ipv4(self.server4), proto.PORT)
+        self.server2_addr = (addr.format_ipv4(self.server2_4), proto.PORT)
+
+        self.rx = b""  # the datagram being handled (the caller's buffer, read only)
+        self.rx_peer = -1  # its trusted peer entry, while it is being handled
+        self.arena = bytearray(ARENA_BYTES)
+        self.arena_mv = memoryview(self.arena)
+        self.arena_used = 0
+        self.hdr = [0, 0, 0, 0]
+        self.res = [0, 0]
+        self.tmp4 = bytearray(4)
+        self.tq_mv = [None] * TX_SLOTS
+        self.tq_off = [0] * TX_SLOTS
+        self.tq_len = [0] * TX_SLOTS
+        self.tq_addr = [None] * TX_SLOTS
+        self.tq_head = 0
+        self.tq_count = 0
+        self.tx_mv = None
+        self.tx_off = 0
+        self.tx_addr = None
+
+        self.peers = PeerTable(cfg["max_peers"], cfg["queue_slots"], cfg["queue_bytes"])
+        self.drops = [0] * len(DROP_NAMES)
+        self.rx_count = 0
+        self.tx_count = 0
+        self.changes = 0          # bumped on every state/address change
+        self.state = OFFLINE
+        self.nat = 0
+        self.error = None
+        self.phase = PH_NONE
+        self.nt = _NT_NONE
+        self.nt_tries = 0
+        self.nt_deadline = 0
+        self.warning = None
+        self.address = bytearray(16)
+        self.has_address = False
+        self.mapped4 = bytearray(4)
+        self.mapped_port = 0
+        self.first4 = bytearray(4)  # mapping seen through the primary address
+        self.first_port = 0
+        self.mtu = proto.MTU_DEFAULT
+        self.nonce_cone = bytearray(8)
+        self.nonce_nc = bytearray(8)
+        self.nonce_s2 = bytearray(8)
+        self.cone_sent = False
+        self.s2_t = -1        # when we last wrote to the secondary address (-1: never)
+        self.tries = 0
+        self.deadline = 0
+        self.backoff = cfg["backoff_min_ms"]
+        self.last_server = 0
+        self.refresh_at = 0
+        self.running = False
+        self.up = [0, 0, 0]       # uptime: whole seconds, ms not yet a second, counted up to
+        self.relay = None
+        self.relay_ok = -1        # uptime_s of the last connectivity test that passed
+        self.local = None
+        self._now = 0
+        self.og4 = bytearray(4 * _ORIGIN_SLOTS)
+        self.og = [0] * (2 * _ORIGIN_SLOTS + 1)  # their ports, times of the bubble, next slot
+        # token buckets: echo replies, unsolicited bubbles, ICMPv6 errors, new peer entries
+        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["unreach_rate"] * 1000,
+                       cfg["max_peers"] * 1000]
+        self.tokens_t = [0, 0, 0, 0]
+        self.ports = []  # bound UDP ports: datagrams for others are dropped (no_port)
+        self.ev_seq = 0
+        self.ev_src = 0
+        self.ev_off = 0
+        self.ev_len = 0
+        self.ev_sport = 0
+        self.ev_dport = 0
+
+    # ---- public API ---------------------------------------------------------
+
+    def start(self, now):
+        self._now = now
+        self.error = None
+        self.running = True
+        self.relay_ok = -1
+        self.up[0] = 0
+        self.up[1] = 0
+        self.up[2] = now
+        for i in range(len(self.tokens_t)):
+            self.tokens_t[i] = now
+        self._qualify(now)
+
+    def stop(self, why):
+        """The shell lost its socket or link: forget the address and stay
+        offline, saying why, until start() is called again."""
+        self._forget_address()
+        self.phase = PH_NONE
+        self.warning = None
+        self.error = why
+        self.backoff = self.cfg["backoff_min_ms"]
+        self._set_state(OFFLINE, self._now)
+        self.running = False
+
+    def set_local(self, text):
+        """The shell tells the core its local ip:port, for status only."""
+        self.local = text
+
+    def next_deadline(self):
+        """The earliest time on_timer wants to run (ticks ms): never later
+        than _WAKE_MS from the last time seen (see _AGE_MS)."""
+        d = _add(self._now, _WAKE_MS)
+        if self.running and _diff(self.deadline, d) < 0:
+            d = self.deadline
+        if self.nt and _diff(self.nt_deadline, d) < 0:
+            d = self.nt_deadline
+        v = self.peers.v
+        for i in range(self.peers.n):
+            b = i * NF
+            if v[b + F_USED] and v[b + F_PROBES] > 0 and _diff(v[b + F_NEXT], d) < 0:
+                d = v[b + F_NEXT]
+        return d
+
+    def pop_tx(self):
+        """Length of the next datagram to send (0: none).  It is
+        tx_mv[tx_off:tx_off+n], to be sent to tx_addr."""
+        if self.tq_count == 0:
+            self.arena_used = 0
+            self.peers.release_pending()
+            return 0
+        h = self.tq_head
+        self.tx_mv = self.tq_mv[h]
+        self.tx_off = self.tq_off[h]
+        self.tx_addr = self.tq_addr[h]
+        self.tq_mv[h] = None
+        self.tq_head = (h + 1) % TX_SLOTS
+        self.tq_count -= 1
+        self.tx_count += 1
+        return self.tq_len[h]
+
+    def ping(self, dst, seq, now, size=16):
+        """Send an ICMPv6 echo request to the 16-byte address dst; the reply
+        comes back as EV_ECHO_REPLY.  Returns a drop reason (0 = sent or queued)."""
+        if self.state != QUALIFIED:
+            return self._drop(wire.NOT_QUALIFIED)
+        o = self._arena(40 + 8 + size)
+        if o < 0:
+            return self._drop(wire.TX_FULL)
+        a = self.arena
+        for i in range(size):
+            a[o + 48 + i] = i & 0xFF
+        n = wire.build_echo(a, o, proto.ICMP_ECHO_REQUEST, self.address, dst,
+                            self.cfg["ping_ident"], seq & 0xFFFF, None, size)
+        return self._output(a, self.arena_mv, o, n, now)
+
+    def bind(self, port):
+        """Accept UDP datagrams for port (1..65535); the others are dropped
+        and counted (no_port) and answered, rate limited, with an ICMPv6
+        port unreachable (RFC 4443 §3.1, code 4)."""
+        if type(port) is not int or port < 1 or port > 65535:
+            raise ValueError("port must be 1..65535")
+        if port in self.ports:
+            raise ValueError("port %d is already bound" % port)
+        if len(self.ports) >= self.cfg["max_ports"]:
+            raise ValueError("no more than %d bound ports (max_ports)" % self.cfg["max_ports"])
+        self.ports.append(port)
+
+    def unbind(self, port):
+        if port in self.ports:
+            self.ports.remove(port)
+
+    def send_udp(self, dst, dport, sport, data, now):
+        """Send a UDP datagram over IPv6 to the 16-byte address dst."""
+        if self.state != QUALIFIED:
+            return self._drop(wire.NOT_QUALIFIED)
+        dl = len(data)
+        if 48 + dl > self.mtu:
+            return self._drop(wire.TOO_BIG)
+        o = self._arena(48 + dl)
+        if o < 0:
+            return self._drop(wire.TX_FULL)
+        n = wire.build_udp6(self.arena, o, self.address, dst, sport, dport, data, dl)
+        return self._output(self.arena, self.arena_mv, o, n, now)
+
+    # ---- the IPv6 layer of the TCP (tcp.py) ----------------------------------
+
+    def tx_alloc(self, n):
+        """Room for an n-byte IPv6 packet in the arena: its offset, or -1
+        when the arena is full until the shell has drained pop_tx()."""
+        return self._arena(n)
+
+    def tx_send(self, off, n, now):
+        """Send the IPv6 packet arena[off:off+n]; 0 or a drop reason."""
+        if self.state != QUALIFIED:
+            return self._drop(wire.NOT_QUALIFIED)
+        return self._output(self.arena, self.arena_mv, off, n, now)
+
+    def status(self):
+        """The status object; the same fields on host and board."""
+        drops = {}
+        for i in range(1, len(DROP_NAMES)):
+            if self.drops[i]:
+                drops[DROP_NAMES[i]] = self.drops[i]
+        return {
+            "state": STATES[self.state],
+            "server": self.server_addr[0],
+            "server2": self.server2_addr[0],
+            "nat": NATS[self.nat],
+            "address": addr.format_ipv6(self.address) if self.has_address else None,
+            "mapped": ("%s:%d" % (addr.format_ipv4(self.mapped4), self.mapped_port))
+            if self.has_address else None,
+            "local": self.local,
+            "relay": self.relay,
+            "refresh_s": self.cfg["refresh_s"],
+            "uptime_s": self._age(self._now),
+            "relay_ok_s_ago": self.up[0] - self.relay_ok if self.relay_ok >= 0 else None,
+            "peers": self.peers.count(),
+            "rx": self.rx_count,
+            "tx": self.tx_count,
+            "drops": drops,
+            "error": self.error,
+            "warning": self.warning,
+        }
+
+    # ---- timers -------------------------------------------------------------
+
+    def on_timer(self, now):
+        self._now = now
+        self._age(now)
+        if not self.running:
+            return
+        if _diff(now, self.deadline) >= 0:
+            self._state_timer(now)
+        if self.nt and _diff(now, self.nt_deadline) >= 0:
+            self._nat_timer(now)
+        v = self.peers.v
+        for i in range(self.peers.n):
+            b = i * NF
+            if v[b + F_USED] and v[b + F_PROBES] > 0 and _diff(now, v[b + F_NEXT]) >= 0:
+                self._probe(i, now)
+
+    def _age(self, now):
+        """Clamp stored past times to at most _AGE_MS ago (see _WAKE_MS): an
+        idle trusted entry must not look fresh again when ticks wrap, nor
+        LRU or the bubble window go wrong.  And accumulate the uptime in
+        whole seconds (a tick difference goes negative after 6.2 days);
+        returns it."""
+        up = self.up
+        el = _diff(now, up[2])
+        if el > 0:
+            up[2] = now
+            ms = up[1] + el
+            up[0] += ms // 1000
+            up[1] = ms % 1000
+        old = _sub(now, _AGE_MS)
+        v = self.peers.v
+        for i in range(self.peers.n):
+            b = i * NF
+            if v[b + F_USED]:
+                for f in range(b + F_LAST_RX, b + F_WINDOW + 1):
+                    if _diff(now, v[f]) > _AGE_MS:
+                        v[f] = old
+        og = self.og
+        for k in range(_ORIGIN_SLOTS, 2 * _ORIGIN_SLOTS):
+            if _diff(now, og[k]) > _AGE_MS:
+                og[k] = old
+        for k in range(len(self.tokens_t)):
+            if _diff(now, self.tokens_t[k]) > _AGE_MS:
+                self.tokens_t[k] = old
+        if self.s2_t >= 0 and _diff(now, self.s2_t) > _AGE_MS:
+            self.s2_t = old
+        return up[0]
+
+    def _state_timer(self, now):
+        ph = self.phase
+        if self.state == QUALIFIED and ph != PH_REFRESH:
+            # §5.2.5: refresh when nothing came from the server within the
+            # randomised refresh interval
+            if _diff(now, self.refresh_at) >= 0:
+                self.phase = PH_REFRESH
+                self.tries = 0
+                self._send_rs(now)
+            else:
+                self.deadline = self.refresh_at
+            return
+        if ph == PH_PRIMARY or ph == PH_REFRESH:
+            if self.tries < self.cfg["qual_tries"]:
+                self._send_rs(now)
+                return
+            if ph == PH_REFRESH:
+                self._lost(now, "server %s stopped answering refreshes; requalifying"
+                           % self.server_addr[0])
+            else:
+                self._lost(now, "no answer from Teredo server %s (UDP %d) after %d tries: "
+                           "check the server address and that UDP is not blocked"
+                           % (self.server_addr[0], proto.PORT, self.tries))
+            return
+        # offline or symmetric: time to try again
+        self._qualify(now)
+
+    def _qualify(self, now):
+        self._set_state(QUALIFYING, now)
+        self.phase = PH_PRIMARY
+        self.nt = _NT_NONE
+        self.tries = 0
+        self.cone_sent = False
+        self._send_rs(now)
+
+    def _nat_timer(self, now):
+        """The background NAT-type test of §5.2.1: no cone RA within T, so
+        ask the secondary address; N tries, T apart."""
+        if self.nt == _NT_CONE:
+            self._random(self.nonce_cone, 8)  # a late cone RA is stale from now on
+            self.nt_tries = 0
+        elif self.nt_tries >= self.cfg["qual_tries"]:
+            # §5.2.1 would call the service unusable; but the primary address
+            # answers and relays, so keep serving with the NAT type unknown
+            # (as miredo, which never asks the secondary address).
+            self.nt = _NT_NONE
+            self._set_nat(0)
+            self.warning = ("secondary server address %s did not answer: NAT type unknown"
+                            % self.server2_addr[0])
+            if self.state != QUALIFIED:
+                self._qualified(self.first4, self.first_port, self.mtu, now)
+            return
+        self.nt = _NT_S2
+        self.nt_tries += 1
+        self.s2_t = now
+        self._rs(self.nonce_s2, False, self.server2_addr)
+        self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
+
+    def _lost(self, now, why):
+        self._forget_address()
+        self.error = why
+        self.phase = PH_NONE
+        self._set_state(OFFLINE, now)
+        self.deadline = _add(now, self.backoff)
+        self.backoff = min(self.backoff * 2, self.cfg["backoff_max_ms"])
+
+    def _forget_address(self):
+        self.nt = _NT_NONE
+        if self.has_address:
+            self.has_address = False
+            self.changes += 1
+        for i in range(self.peers.n):
+            self.peers.free(i)
+        self.relay = None
+        self.relay_ok = -1
+
+    def _set_nat(self, nat):
+        if self.nat != nat:
+            self.nat = nat
+            self.changes += 1  # shells report status at every change
+
+    def _set_state(self, s, now):
+        if self.state != s:
+            self.state = s
+            self.changes += 1
+
+    def _send_rs(self, now):
+        """RS with a fresh nonce (RFC 5991 §3) to the primary address.  While
+        qualifying, the RS with the cone bit goes out with it: the cone RA
+        comes from the other server address (RFC 4380 §5.3.2), which a
+        restricted NAT lets in only if we wrote to that address ourselves.
+        So the cone test is made only when we have not written to the
+        secondary address within a NAT's UDP timeout (RFC 4787 REQ-5): after
+        a restart, our own earlier RS would still hold the filter open and a
+        restricted NAT would pass for a cone one.  Refreshes never carry the
+        cone bit: since RFC 5991 our address has C = 0 (§5.2.5 asks for the
+        cone bit that qualified us)."""
+        self.tries += 1
+        if (self.phase == PH_PRIMARY and self.cfg["cone_probe"]
+                and (self.s2_t < 0 or _diff(now, self.s2_t) >= _NAT_UDP_TIMEOUT_MS)):
+            self.cone_sent = True
+            self._rs(self.nonce_cone, True, self.server_addr)
+        self._rs(self.nonce_nc, False, self.server_addr)
+        self.deadline = _add(now, self.cfg["qual_timeout_ms"])
+
+    def _rs(self, nonce, cone, to):
+        self._random(nonce, 8)
+        o = self._arena(13 + 48)
+        if o < 0:
+            self._drop(wire.TX_FULL)
+            return
+        n = wire.build_rs(self.arena, o, nonce, cone)
+        self._tx(self.arena_mv, o, n, to)
+
+    # ---- receive ------------------------------------------------------------
+
+    def on_datagram(self, buf, n, src4, sport, now):
+        """One UDP datagram from src4 (4 bytes) port sport.  Returns EV_*."""
+        self._now = now
+        if n > RX_BYTES:
+            self._drop(wire.TOO_BIG)
+            return EV_NONE
+        # Work on the caller's buffer (a board's recvfrom already made a fresh
+        # one): no receive buffer of our own, and nothing is copied unless a
+        # reply is built from it.
+        self.rx = rx = buf
+        hdr = self.hdr
+        r = wire.parse_encap(rx, n, hdr)
+        if r:
+            self._drop(r)
+            return EV_NONE
+        n = hdr[wire.H_END]  # RFC 6081 trailers, if any, end here
+        self.rx_count += 1
+        ip = hdr[wire.H_IP]
+        nh = rx[ip + 6]
+        from_server = sport == proto.PORT and (wire.eq(src4, 0, self.server4, 0, 4)
+                                               or wire.eq(src4, 0, self.server2_4, 0, 4))
+        if from_server:
+            if nh == proto.NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == proto.ICMP_RA:
+                self._on_ra(src4, now)
+                return EV_NONE
+            if self.state != QUALIFIED:
+                self._drop(wire.NOT_QUALIFIED)
+                return EV_NONE
+            if not wire.eq(rx, ip + 24, self.address, 0, 16):
+                self._drop(wire.NOT_FOR_US)
+                return EV_NONE
+            # §5.2.3: a valid packet for us from the server is an interaction
+            # with it (RAs count once _on_ra has accepted them)
+            self.last_server = now
+            self._schedule_refresh(now)
+            # relayed by the server: open the path with a direct bubble
+            self._reply_bubble(hdr[wire.H_ORIGIN], ip, now)
+            if nh == proto.NH_NONE:
+                return EV_NONE
+            return self._deliver(ip, n, now)
+
+        if self.state != QUALIFIED:
+            self._drop(wire.NOT_QUALIFIED)
+            return EV_NONE
+        if not wire.eq(rx, ip + 24, self.address, 0, 16):
+            self._drop(wire.NOT_FOR_US)
+            return EV_NONE
+        src = ip + 8
+        peers = self.peers
+        v = peers.v
+        p = peers.find(rx, src)
+        if p >= 0:
+            b = p * NF
+            if v[b + F_TRUSTED] and v[b + F_PORT] == sport and wire.eq(peers.ip4, p * 4, src4, 0, 4):
+                # §5.2.3 case 1
+                v[b + F_LAST_RX] = now
+                v[b + F_LAST_USE] = now
+                if nh == proto.NH_NONE:
+                    return EV_NONE
+                self.rx_peer = p  # a reply goes back to it: no second lookup
+                r = self._deliver(ip, n, now)
+                self.rx_peer = -1
+                return r
+            if (not v[b + F_TRUSTED] and not v[b + F_TEREDO] and v[b + F_PROBES] > 0
+                    and nh == proto.NH_ICMPV6
+                    and n - ip == 40 + 8 + 8 and rx[ip + 40] == proto.ICMP_ECHO_REPLY
+                    and wire.eq(rx, ip + 48, peers.nonce, p * 8, 8)):
+                # §5.2.3 case 2: the reply to our connectivity test (§5.2.9)
+                if wire.l4_sum(rx, ip, proto.NH_ICMPV6, 16) != 0xFFFF:
+                    self._drop(wire.CHECKSUM)
+                    return EV_NONE
+                self._trust(p, src4, sport, now)
+                self.relay_ok = self._age(now)
+                self.relay = "%s:%d" % (peers.addr[p][0], sport)
+                self.changes += 1
+                return EV_NONE
+        if addr.is_teredo(rx, src):
+            # §5.2.3 case 3: the mapping in the address must be the UDP source
+            if (addr.teredo_port(rx, src) != sport
+                    or not addr.teredo_mapped_matches(rx, src, src4, 0)):
+                self._drop(wire.SPOOFED)
+                return EV_NONE
+            if p < 0:
+                p = self._new_peer(rx, src, now)
+                if p < 0:
+                    return EV_NONE
+            self._trust(p, src4, sport, now)
+            if nh == proto.NH_NONE:
+                return EV_NONE
+            return self._deliver(ip, n, now)
+        # §5.2.3 case 6: a native source we hold no trusted entry for.  Be
+        # generous in what we accept; anything we send back goes through the
+        # connectivity test first (§5.2.4 case 2).
+        if nh == proto.NH_NONE:
+            self._drop(wire.UNTRUSTED)
+            return EV_NONE
+        return self._deliver(ip, n, now)
+
+    def _deliver(self, ip, n, now):
+        """Hand an accepted packet to the local stack: answer echo requests,
+        report echo replies to our pings and UDP datagrams as events."""
+        rx = self.rx
+        nh = rx[ip + 6]
+        plen = n - ip - 40
+        r = wire.UNSUPPORTED
+        if not addr.is_global_ipv6(rx, ip + 8):
+            # ::, ::1, multicast, link-local...: a spoofed source (§5.2.3
+            # case 6, §7.3.3); never answered, never given an entry or a test
+            r = wire.NON_GLOBAL
+        elif nh == proto.NH_TCP:
+            # checked (length, checksum) by the TCP, which parses it anyway
+            self.ev_src = ip + 8
+            self.ev_off = ip
+            self.ev_len = n - ip
+            return EV_TCP
+        elif nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
+            if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
+                r = wire.LENGTH
+            elif (wire.l4_sum(rx, ip, nh, plen) != 0xFFFF
+                  or (nh == proto.NH_UDP and rx[ip + 46] == 0 and rx[ip + 47] == 0)):
+                r = wire.CHECKSUM  # RFC 8200 §8.1: a zero UDP checksum over IPv6 is discarded
+            elif nh == proto.NH_UDP:
+                dport = (rx[ip + 42] << 8) | rx[ip + 43]
+                if dport not in self.ports:
+                    self._port_unreachable(ip, n, now)
+                    return EV_NONE
+                self.ev_src = ip + 8
+                self.ev_sport = (rx[ip + 40] << 8) | rx[ip + 41]
+                self.ev_dport = dport
+                self.ev_off = ip + 48
+                self.ev_len = plen - 8
+                return EV_UDP
+            elif rx[ip + 40] == proto.ICMP_ECHO_REQUEST:
+                # RFC 4443 §4.2, rate limited so the board cannot be used
+                # as a reflector (RFC 4443 §2.4 (f) in spirit)
+                if self._token(0, now, self.cfg["echo_rate"], self.cfg["echo_burst"]):
+                    # the reply is the request copied (one memcpy when the
+                    # datagram is the bare IPv6 packet) and changed in place
+                    k = n - ip
+                    o = self._arena(k)
+                    if o < 0:
+                        r = wire.TX_FULL
+                    else:
+                        a = self.arena
+                        if ip == 0 and len(rx) == n:
+                            a[o:o + k] = rx
+                        else:
+                            a[o:o + k] = memoryview(rx)[ip:n]
+                        wire.echo_to_reply(a, o)
+                        self._output(a, self.arena_mv, o, k, now, self.rx_peer)
+                        return EV_NONE
+                else:
+                    r = wire.RATE_LIMITED
+            elif rx[ip + 40] == proto.ICMP_ECHO_REPLY and (
+                    (rx[ip + 44] << 8) | rx[ip + 45]) == self.cfg["ping_ident"]:
+                self.ev_seq = (rx[ip + 46] << 8) | rx[ip + 47]
+                self.ev_src = ip + 8
+                return EV_ECHO_REPLY
+        self.drops[r] += 1
+        return EV_NONE
+
+    def _port_unreachable(self, ip, n, now):
+        """Drop and count a datagram for an unbound port; answer it with an
+        ICMPv6 destination unreachable, code 4 (RFC 4443 §3.1), carrying as
+        much of it as fits in the minimum MTU, at most unreach_rate a second
+        (§2.4 (f)); never to a multicast or unspecified source (§2.4 (e))."""
+        self.drops[NO_PORT] += 1
+        rx = self.rx
+        if rx[ip + 8] == 0xFF or addr.is_unspecified(rx, ip + 8):
+            return
+        if not self._token(2, now, self.cfg["unreach_rate"], self.cfg["unreach_rate"]):
+            self.drops[wire.RATE_LIMITED] += 1
+            return
+        c = n - ip
+        if c > proto.MTU_MIN - 48:
+            c = proto.MTU_MIN - 48
+        o = self._arena(48 + c)
+        if o < 0:
+            self.drops[wire.TX_FULL] += 1
+            return
+        a = self.arena
+        wire.build_ipv6(a, o, 8 + c, proto.NH_ICMPV6, proto.HOP_LIMIT, self.address,
+                        memoryview(rx)[ip + 8:ip + 24])
+        a[o + 40] = proto.ICMP_DST_UNREACH
+        a[o + 41] = proto.ICMP_PORT_UNREACH
+        for i in range(o + 42, o + 48):
+            a[i] = 0
+        a[o + 48:o + 48 + c] = memoryview(rx)[ip:ip + c]
+        wire.set_l4_checksum(a, o, proto.NH_ICMPV6, 8 + c, o + 42)
+        self._output(a, self.arena_mv, o, 48 + c, now, self.rx_peer)
+
+    def _on_ra(self, src4, now):
+        rx = self.rx
+        hdr = self.hdr
+        ip = hdr[wire.H_IP]
+        cone_dst = wire.eq(rx, ip + 24, proto.LL_CONE, 0, 16)
+        from_primary = wire.eq(src4, 0, self.server4, 0, 4)
+        # one nonce per kind of RS outstanding: cone, primary, secondary
+        nonce = self.nonce_cone if cone_dst else (self.nonce_nc if from_primary else self.nonce_s2)
+        ll = proto.LL_CONE if cone_dst else proto.LL_NONCONE
+        r = wire.parse_ra(rx, hdr, nonce, ll, self.server4, self.res, self.tmp4)
+        if r:
+            self._drop(r)
+            return
+        self._random(nonce, 8)  # one RA per nonce: replays are now stale
+        self.last_server = now  # §5.2.3: a valid RA is an interaction with the server
+        m4 = self.tmp4
+        port = self.res[0]
+        mtu = self.res[1]
+        qualifying = self.state == QUALIFYING and self.phase == PH_PRIMARY
+        if cone_dst:
+            # A cone RA must come from the other address (§5.3.2); from the
+            # same one it proves nothing about the NAT.
+            if from_primary or not (qualifying or self.nt == _NT_CONE):
+                self._drop(wire.RA_INVALID)
+                return
+            self._set_nat(1)
+            self.nt = _NT_NONE
+            if self.state != QUALIFIED:
+                self._qualified(m4, port, mtu, now)
+            return
+        if not from_primary:
+            if self.nt != _NT_S2:
+                self._drop(wire.RA_NONCE)
+                return
+            self.nt = _NT_NONE
+            if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
+                self._set_nat(2)
+                if self.state != QUALIFIED:
+                    self._qualified(m4, port, mtu, now)
+                return
+            # §5.2.1: different mappings for the two server addresses.  But
+            # the NAT may have rebooted since the primary's answer: ask the
+            # primary again before calling it symmetric.
+            self.nt = _NT_CHECK
+            self.phase = PH_REFRESH if self.state == QUALIFIED else PH_PRIMARY
+            self.tries = 0
+            self._send_rs(now)
+            return
+        if self.nt == _NT_CHECK:
+            self.nt = _NT_NONE
+            if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
+                self.phase = PH_NONE
+                self._forget_address()
+                self.nat = 3
+                self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
+                              "toward %s, another toward %s); Teredo cannot work through it. "
+                              "Forward a UDP port to this device and set it as the client port "
+                              "(RFC 4380 §5.2.10). Retrying every %d s."
+                              % (addr.format_ipv4(m4), port, self.server_addr[0], self.server2_addr[0],
+                                 self.cfg["symmetric_retry_ms"] // 1000))
+                self._set_state(SYMMETRIC, now)
+                self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
+                return
+            # the mapping moved: a new primary answer (below) or a changed one
+        if qualifying:
+            # the primary's answer: usable now; the NAT type follows (§5.2.1)
+            self.first4[0:4] = m4
+            self.first_port = port
+            self.mtu = mtu
+            self.warning = None
+            if self.nat == 3:
+                # it was symmetric: test again before using the address
+                self.phase = PH_NONE
+                self.deadline = _add(now, HALF - 1)
+            elif self._qualified(m4, port, mtu, now) and self.nat:
+                return  # same mapping and server as before: the NAT type stands
+            else:
+                self._set_nat(0)
+            self.nt_tries = 0
+            if self.cone_sent:
+                self.nt = _NT_CONE
+                self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
+            else:
+                self._nat_timer(now)
+            return
+        if self.state == QUALIFIED:
+            # §5.2.5: the mapping must still match our address
+            if port == self.mapped_port and wire.eq(m4, 0, self.mapped4, 0, 4):
+                self.phase = PH_NONE
+                self.tries = 0
+                self.mtu = mtu
+                self._schedule_refresh(now)
+                return
+            old = "%s:%d" % (addr.format_ipv4(self.mapped4), self.mapped_port)
+            self._forget_address()
+            self._qualify(now)
+            self.error = ("NAT mapping changed (was %s, now %s:%d); requalified"
+                          % (old, addr.format_ipv4(m4), port))
+            return
+        self._drop(wire.RA_NONCE)
+
+    def _qualified(self, mapped4, port, mtu, now):
+        """§5.2.1: build our address from the RA's prefix and the origin
+        indication, with RFC 5991 random flag bits and the cone bit 0.  When
+        the server and mapping are those of the last address (a blip, a
+        restart), the flag bits are kept too, so the address stays the same
+        (as miredo).  Returns True then."""
+        a = self.address
+        same = (wire.eq(a, 4, self.server4, 0, 4) and addr.teredo_port(a, 0) == port
+                and addr.teredo_mapped_matches(a, 0, mapped4, 0))
+        self.mapped4[0:4] = mapped4
+        self.mapped_port = port
+        self.mtu = mtu
+        addr.build_teredo(self.server4, addr.teredo_flags(a, 0) if same else addr.random_flags(self.rand),
+                          port, mapped4, a, 0)
+        self.has_address = True
+        self.error = None
+        self.phase = PH_NONE
+        self.tries = 0
+        self.backoff = self.cfg["backoff_min_ms"]
+        self.changes += 1
+        self._set_state(QUALIFIED, now)
+        self._schedule_refresh(now)
+        return same
+
+    def _schedule_refresh(self, now):
+        """§5.2: randomised refresh interval, 75..100 % of the interval.
+        Every intermediate stays under 2**30 (900000 * 1023 at most): a big
+        int is a heap allocation on a 32-bit board."""
+        r = self.cfg["refresh_s"] * 1000
+        jitter = ((r // 4) * self.rand(10)) >> 10
+        self.refresh_at = _add(now, r - jitter)
+        if self.phase != PH_REFRESH:
+            self.deadline = self.refresh_at
+
+    # ---- transmit -------------------------------------------------------------
+
+    def _output(self, buf, mv, ip, n, now, p=-1):
+        """§5.2.4: send the IPv6 packet buf[ip:ip+n] to its destination."""
+        if n > self.mtu:
+            return self._drop(wire.TOO_BIG)
+        dst = ip + 24
+        if not addr.is_global_ipv6(buf, dst):
+            return self._drop(wire.NON_GLOBAL)  # no connectivity test to ff02::1 etc.
+        peers = self.peers
+        v = peers.v
+        if p < 0:
+            p = peers.find(buf, dst)
+        b = p * NF
+        if p >= 0 and v[b + F_TRUSTED] and _diff(now, v[b + F_LAST_RX]) < proto.PEER_VALID_MS:
+            # case 1
+            v[b + F_LAST_TX] = now
+            v[b + F_LAST_USE] = now
+            return self._tx(mv, ip, n, peers.addr[p])
+        if p < 0:
+            if not peers.queue_free():
+                return self._drop(wire.QUEUE_FULL)  # before taking an entry
+            p = self._new_peer(buf, dst, now)
+            if p < 0:
+                return -p
+            b = p * NF
+        elif v[b + F_TRUSTED]:
+            v[b + F_TRUSTED] = 0  # expired: test the path again
+        v[b + F_LAST_USE] = now
+        if v[b + F_TEREDO]:
+            # §5.2.4 cases 4/5 (we always take case 5, as §5.2.4 allows):
+            # global check on the mapped address first
+            for i in range(4):
+                self.tmp4[i] = buf[dst + 12 + i] ^ 0xFF
+            if not addr.is_global_ipv4(self.tmp4, 0) or addr.teredo_port(buf, dst) == 0:
+                return self._drop(wire.NON_GLOBAL)  # port 0 is no mapping either
+        if not peers.enqueue(p, buf, ip, n):
+            return self._drop(wire.QUEUE_FULL)
+        if v[b + F_PROBES] == 0:
+            # §5.2.4 cases 2 and 5: the test (or bubbles) once, then repeated
+            # up to 3 times 2 s apart, and a last 2 s for the answer; one
+            # nonce for the whole test, so a late reply still counts (§5.2.9)
+            v[b + F_PROBES] = proto.PROBE_TRIES + 2
+            self._random(peers.nonce, 8, p * 8)
+            self._probe(p, now)
+        return 0
+
+    def _probe(self, p, now):
+        """One round of the connectivity test (native peer, §5.2.9) or of
+        bubbles (Teredo peer, §5.2.4 case 5, §5.2.6); 2 s apart, 3 repeats."""
+        peers = self.peers
+        v = peers.v
+        b = p * NF
+        v[b + F_PROBES] -= 1
+        if v[b + F_PROBES] <= 0:
+            # never answered: what was queued is lost; the entry stays (LRU)
+            # with its bubble count for §5.2.6's 300 s
+            if v[b + F_QLEN]:
+                self.drops[UNREACHABLE] += 1
+            v[b + F_PROBES] = 0
+            peers.drop_queue(p)
+            return
+        v[b + F_NEXT] = _add(now, proto.PROBE_RETRY_MS)
+        if v[b + F_TEREDO]:
+            self._bubbles(p, now)
+            return
+        nonce = peers.nonce
+        o = self._arena(56)
+        if o < 0:
+            self._drop(wire.TX_FULL)
+            return
+        a = self.arena
+        n = wire.build_echo(a, o, proto.ICMP_ECHO_REQUEST, self.address, peers.ip6[p * 16:p * 16 + 16],
+                            0, 0, nonce[p * 8:p * 8 + 8], 8)
+        self._tx(self.arena_mv, o, n, self.server_addr)
+
+    def _bubble_ok(self, p, now):
+        """§5.2.6: no bubble to peer p less than 2 s after the last
+        transmission to it, nor once 4 went out in 300 s without a direct
+        response (_trust clears the count; a failed entry keeps it).  Counts
+        the bubble when it may go."""
+        v = self.peers.v
+        b = p * NF
+        if _diff(now, v[b + F_WINDOW]) >= proto.BUBBLE_WINDOW_MS:
+            v[b + F_WINDOW] = now
+            v[b + F_BUBBLES] = 0
+        if (_diff(now, v[b + F_LAST_TX]) < proto.BUBBLE_MIN_GAP_MS
+                or v[b + F_BUBBLES] >= proto.BUBBLE_MAX_IN_WINDOW):
+            self._drop(wire.RATE_LIMITED)
+            return False
+        v[b + F_LAST_TX] = now
+        v[b + F_BUBBLES] += 1
+        return True
+
+    def _bubbles(self, p, now):
+        if not self._bubble_ok(p, now):
+            return
+        ip6 = self.peers.ip6[p * 16:p * 16 + 16]
+        # direct bubble to the mapped address and port in the peer's address
+        for i in range(4):
+            self.tmp4[i] = ip6[12 + i] ^ 0xFF
+        o = self._arena(40)
+        if o >= 0:
+            wire.build_bubble(self.arena, o, self.address, ip6)
+            self._tx(self.arena_mv, o, 40, (addr.format_ipv4(self.tmp4), addr.teredo_port(ip6, 0)))
+        # indirect bubble through the peer's own server (in its prefix)
+        if addr.is_global_ipv4(ip6, 4):
+            o = self._arena(40)
+            if o >= 0:
+                wire.build_bubble(self.arena, o, self.address, ip6)
+                self._tx(self.arena_mv, o, 40, (addr.format_ipv4(ip6, 4), proto.PORT))
+
+    def _reply_bubble(self, og, ip, now):
+        """A packet relayed by our server: answer with a direct bubble to
+        where it came from, so that the sender can reach us directly (§5.2.3,
+        §5.2.9 and §5.4.1 seen from the client side).  With an origin
+        indication, to the origin (a relay), addressed to the IPv6 source it
+        used (relays use a link-local one), at most one per origin per 2 s
+        (§5.2.6's gap).  Without one (§5.3.1 makes it a should for servers),
+        to the mapping in a Teredo source address, under all of §5.2.6 (the
+        peer's entry, its gap and count), as miredo guesses it."""
+        rx = self.rx
+        src = ip + 8
+        t4 = self.tmp4
+        if og >= 0:
+            wire.origin_ip_into(rx, og, t4)
+            port = wire.origin_port(rx, og)
+        elif addr.is_teredo(rx, src):
+            for i in range(4):
+                t4[i] = rx[src + 12 + i] ^ 0xFF
+            port = addr.teredo_port(rx, src)
+        else:
+            return
+        if not addr.is_global_ipv4(t4, 0) or port == 0:
+            self._drop(wire.NON_GLOBAL)
+            return
+        if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
+            self._drop(wire.RATE_LIMITED)
+            return
+        if og >= 0:
+            # one per origin per 2 s: a few recent origins are remembered
+            g = self.og
+            k = 0
+            while k < _ORIGIN_SLOTS and not (g[k] == port and wire.eq(self.og4, k * 4, t4, 0, 4)):
+                k += 1
+            if k == _ORIGIN_SLOTS:
+                k = g[2 * _ORIGIN_SLOTS]  # the oldest is replaced
+                g[2 * _ORIGIN_SLOTS] = (k + 1) % _ORIGIN_SLOTS
+                self.og4[k * 4:k * 4 + 4] = t4
+                g[k] = port
+            elif _diff(now, g[_ORIGIN_SLOTS + k]) < proto.BUBBLE_MIN_GAP_MS:
+                self._drop(wire.RATE_LIMITED)
+                return
+            g[_ORIGIN_SLOTS + k] = now
+        else:
+            p = self.peers.find(rx, src)
+            if p < 0:
+                p = self._new_peer(rx, src, now)
+            if p < 0 or not self._bubble_ok(p, now):
+                return
+        o = self._arena(40)
+        if o < 0:
+            self._drop(wire.TX_FULL)
+            return
+        wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, proto.HOP_LIMIT, self.address,
+                        memoryview(rx)[src:src + 16])
+        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(t4), port))
+
+    def _new_peer(self, buf, off, now):
+        """A new peer entry for the IPv6 address at buf[off], or minus the
+        drop reason (counted).  New entries come from a token bucket of their own
+        (§7.3.3: a flood of new sources, spoofed or not, must not churn the
+        table) and never evict a valid trusted one (PeerTable.new)."""
+        if not self._token(3, now, self.cfg["peer_rate"], self.cfg["max_peers"]):
+            return -self._drop(wire.RATE_LIMITED)
+        p = self.peers.new(buf, off, now, _sub(now, proto.PEER_VALID_MS))
+        if p < 0:
+            return -self._drop(wire.PEERS_FULL)
+        return p
+
+    def _trust(self, p, src4, sport, now):
+        """Mark the peer trusted at the UDP source it answered from, and send
+        what was queued for it (§5.2.3 cases 2 and 3)."""
+        peers = self.peers
+        v = peers.v
+        b = p * NF
+        v[b + F_TRUSTED] = 1
+        if peers.addr[p] is None or v[b + F_PORT] != sport or not wire.eq(peers.ip4, p * 4, src4, 0, 4):
+            peers.ip4[p * 4:p * 4 + 4] = src4
+            v[b + F_PORT] = sport
+            peers.addr[p] = (addr.format_ipv4(src4), sport)
+        v[b + F_LAST_RX] = now
+        v[b + F_LAST_USE] = now
+        v[b + F_PROBES] = 0
+        v[b + F_BUBBLES] = 0
+        qi = v[b + F_Q]
+        if qi >= 0:
+            q = peers.qbufs[qi]
+            mv = peers.qmvs[qi]
+            to = peers.addr[p]
+            o = 0
+            while o < v[b + F_QLEN]:
+                n = (q[o] << 8) | q[o + 1]
+                self._tx(mv, o + 2, n, to)
+                o += 2 + n
+            peers.qrelease[qi] = True  # reusable once the ring has drained
+            peers.drop_queue(p)
+            v[b + F_LAST_TX] = now
+
+    def _tx(self, mv, off, n, to):
+        if self.tq_count >= TX_SLOTS:
+            return self._drop(wire.TX_FULL)
+        t = (self.tq_head + self.tq_count) % TX_SLOTS
+        self.tq_mv[t] = mv
+        self.tq_off[t] = off
+        self.tq_len[t] = n
+        self.tq_addr[t] = to
+        self.tq_count += 1
+        return 0
+
+    def _arena(self, n):
+        o = self.arena_used
+        if o + n > ARENA_BYTES:
+            return -1
+        self.arena_used = o + n
+        return o
+
+    # ---- helpers ----------------------------------------------------------------
+
+    def _drop(self, reason):
+        self.drops[reason] += 1
+        return reason
+
+    def _random(self, buf, n, off=0):
+        for i in range(off, off + n, 2):
+            v = self.rand(16)
+            buf[i] = v >> 8
+            if i + 1 < off + n:
+                buf[i + 1] = v & 0xFF
+
+    def _token(self, k, now, rate, burst):
+        """Token bucket k (0: echo replies, 1: unsolicited bubbles, 2: ICMPv6
+        errors, 3: new peer entries), in milli-tokens so that it stays in
+        small ints.  rate 0: no limit."""
+        if rate == 0:
+            return True
+        t = self.tokens[k]
+        el = _diff(now, self.tokens_t[k])
+        self.tokens_t[k] = now
+        if el > 0:
+            t += (el if el < 10000 else 10000) * rate
+            if t > burst * 1000:
+                t = burst * 1000
+        if t < 1000:
+            self.tokens[k] = t
+            return False
+        self.tokens[k] = t - 1000
+        return True
+
+
+def _sub(a, dt):
+    """a - dt for 0 <= dt < 2**29, wrapping at 2**30."""
+    d = a - dt
+    if d < 0:
+        d = d + HALF + HALF
+    return d
+
+
+def _ip4(v, what):
+    if isinstance(v, str):
+        try:
+            b = addr.parse_ipv4(v)
+        except ValueError as e:
+            raise ValueError("%s: %s" % (what, e))
+    else:
+        b = bytes(v)
+        if len(b) != 4:
+            raise ValueError("%s must be an IPv4 address" % what)
+    if not addr.is_global_ipv4(b):
+        raise ValueError("%s %s is not a global unicast IPv4 address (RFC 4380 §5.2.4); "
+                         "use the Teredo server's public address" % (what, addr.format_ipv4(b)))
+    return b

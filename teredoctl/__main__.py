@@ -1,0 +1,5 @@
+import sys
+
+from teredoctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""teredoctl: the host tool of the Teredo client for microcontrollers.
+
+One table of commands, each a handler plus its own argument parser (the shape
+of mpremote).  Expected failures raise CliError, caught once in main(), which
+prints `teredoctl: what went wrong and what to do` and exits non-zero.
+"""
+import argparse
+import json
+import sys
+
+from teredo import addr
+from teredoctl.errors import CliError
+
+
+# ---- decode ---------------------------------------------------------------
+
+def decode_fields(text):
+    """Teredo address text -> dict of its fields (ValueError with a reason)."""
+    a = addr.parse_ipv6(text.strip())
+    server, flags, port, mapped = addr.decode_teredo(a)
+    return {
+        "address": addr.format_ipv6(a),
+        "prefix": "2001:0::/32",
+        "server": addr.format_ipv4(server),
+        "flags": flags,
+        "cone": bool(flags & 0x8000),
+        "random_bits": flags & 0x3CFF,
+        "mapped_port": port,
+        "mapped_ipv4": addr.format_ipv4(mapped),
+    }
+
+
+def cmd_decode(args):
+    try:
+        d = decode_fields(args.address)
+    except ValueError as e:
+        raise CliError(str(e))
+    if args.json:
+        print(json.dumps(d, sort_keys=True))
+        return 0
+    print("address      %s" % d["address"])
+    print("prefix       %s (Teredo)" % d["prefix"])
+    print("server       %s" % d["server"])
+    print("flags        0x%04x (cone %s, random bits 0x%03x)"
+          % (d["flags"], "yes" if d["cone"] else "no", d["random_bits"]))
+    print("mapped port  %d" % d["mapped_port"])
+    print("mapped IPv4  %s" % d["mapped_ipv4"])
+    return 0
+
+
+def add_decode(p):
+    p.add_argument("address", help="a Teredo IPv6 address (2001:0::/32)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# ---- client (host build) --------------------------------------------------
+
+def add_client(p):
+    p.add_argument("--server", required=True, help="Teredo server IPv4 address")
+    p.add_argument("--server2", help="secondary server address (default: server + 1)")
+    p.add_argument("--port", type=int, default=0, help="local UDP port (default: random)")
+    p.add_argument("--refresh", type=int, default=30, help="refresh interval in seconds (default 30)")
+    p.add_argument("--ping", metavar="ADDR", help="once qualified, ping this IPv6 address")
+    p.add_argument("--count", type=int, default=4, help="pings to send with --ping (default 4)")
+    p.add_argument("--echo-rate", type=int, default=200,
+                   help="echo replies per second, 0 for no limit (default 200)")
+    p.add_argument("--exit-after-ping", action="store_true",
+                   help="exit when the pings are done (status 0 if any reply came back)")
+    p.add_argument("--app", metavar="FILE",
+                   help="run this app module (async def main(iface)) once qualified, as a board would")
+
+
+def cmd_client(args):
+    from teredoctl import hostclient
+    try:
+        return hostclient.run(args)
+    except ValueError as e:
+        raise CliError(str(e))
+
+
+def commands():
+    """The one table of commands: name -> (handler, argument adder, help)."""
+    from teredoctl import boardcmds
+    table = {
+        "decode": (cmd_decode, add_decode, "decode a Teredo address"),
+        "client": (cmd_client, add_client, "run the Teredo client on this host"),
+    }
+    table.update(boardcmds.COMMANDS)
+    return table
+
+
+def build_parser(argv=None):
+    p = argparse.ArgumentParser(prog="teredoctl", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    table = commands()
+    for name in sorted(table):
+        handler, adder, help_text = table[name]
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        adder(sp)
+        sp.set_defaults(handler=handler)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except CliError as e:
+        print("teredoctl: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from teredoctl.vboard.board import main
+
+sys.exit(main())
