@@ -10,11 +10,9 @@ STUBS  := $(BUILD)/stubs
 # Board-sized heaps for the MicroPython run of the core tests.  The tests that
 # drive the client through the simulated Internet (tests/core/harness.py: NAT,
 # server, relay doubles) carry ~25 KB of test code on top of the core, and the
-# unix port's 64-bit objects are about 1.6x an ESP32's, so they get NET_HEAP.
-# (120K since the review-13 protocol fixes: test_aio needs 117-120K; the
-# board-sized check of the core itself is the 64K ROMFS lab test.)
+# unix port's 64-bit objects are about 1.6x an ESP32's, so they get NET_HEAP. (128K since the library: iface, aio, asyncio)
 HEAP   ?= 64K
-NET_HEAP ?= 120K
+NET_HEAP ?= 128K
 # The TCP tests carry the TCP (teredo/tcp.py, ~23 KB loaded on the unix port)
 # and its test kit, and build connection rings; test_tcp_client adds the
 # client and the harness: they get TCP_HEAP.

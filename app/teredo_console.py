@@ -1,24 +1,35 @@
-# The board shell (MicroPython): owns WiFi, the UDP socket, the clock, the
-# watchdog, the status LED and the serial console, and feeds the shared core
-# (teredo.client) datagrams and time.  The core itself never sees any of it.
+# The board firmware (MicroPython): asyncio tasks around one teredo.Interface.
+#   wifi     joins network.WLAN and rejoins with back-off; the interface is
+#            taken down (iface.down) while the link is lost, reopened after
+#   iface    the interface task (teredo.aio.run): the UDP socket, the timers
+#   console  the serial console protocol below
+#   blink    the status LED and the watchdog
+#   app      the user's app: teredo_user_app.main(iface), started once the
+#            interface is first qualified.  A crash is logged, sent as an
+#            app_error event and shown in status; it takes nothing else down.
 #
-# Console protocol (the REPL UART/USB, while the client runs): the host sends
+# Console protocol (the REPL UART/USB, while the firmware runs): the host sends
 # one command line; the board answers with one line "##teredo " + JSON:
 #   {"ok": true, "cmd": C, "data": ...} or {"ok": false, "cmd": C, "error": S}
 # Commands: status, peers, config, config set {JSON}, ping ADDR [COUNT],
 # restart, help.  Unsolicited lines with the same marker carry events:
-# {"event": "boot"|"status"|"ping_reply"|"ping_done", ...}.  Log lines start
-# with "teredo: ".  Ctrl-C stops the client and leaves the REPL.
+# {"event": "boot"|"status"|"ping_reply"|"ping_done"|"app_error", ...}.  Log
+# lines start with "teredo: ".  Ctrl-C stops the firmware and leaves the REPL.
 
 import gc
 import json
 import select
-import socket
 import sys
 import time
 
-from teredo import VERSION, addr
-from teredo.client import EV_ECHO_REPLY, QUALIFIED, QUALIFYING, Client
+try:
+    import asyncio
+except ImportError:  # older MicroPython
+    import uasyncio as asyncio  # type: ignore[no-redef]
+
+from teredo import VERSION, addr, aio
+from teredo.client import QUALIFIED, QUALIFYING, Client
+from teredo.iface import Interface
 from teredo.peers import F_LAST_RX, F_TRUSTED, F_USED, NF
 
 try:
@@ -29,6 +40,7 @@ try:
     import network
 except ImportError:
     network = None  # type: ignore[assignment]
+
 try:
     import os
     _urandom = os.urandom
@@ -37,12 +49,13 @@ except (ImportError, AttributeError):
 
 MARK = "##teredo "
 BOARD_FILE = "board.json"      # written by teredoctl flash from board_configs/
+APP = "teredo_user_app"        # the user's app module (teredoctl flash --app FILE)
 COMMANDS = ("status", "peers", "config", "config set {JSON}", "ping ADDR [COUNT]", "restart", "help")
 WIFI_RETRY_MIN_MS = 2000
 WIFI_RETRY_MAX_MS = 60000
 WDT_IDLE_MS = 3600000          # watchdog while at the REPL after Ctrl-C
-RX_MAX = 1400                  # largest datagram read: 1280 (RFC 4380 §5.1.2) + headers
-RX_BURST = 16                  # datagrams handled per wake-up
+CONSOLE_BURST = 512            # console bytes taken per wake-up (an ESP32's UART ring holds 260)
+MASK = 0x3FFFFFFF              # the interface's ticks wrap at 2**30
 
 
 def _tconfig():
@@ -82,36 +95,33 @@ def _board():
     return {"name": sys.platform, "led_pin": None, "wdt_ms": 30000}
 
 
-class Shell:
+def _offline():
+    """The status while there is no interface (no valid config)."""
+    return {"state": "offline", "server": None, "server2": None, "nat": "unknown", "address": None,
+            "mapped": None, "local": None, "relay": None, "refresh_s": None, "uptime_s": 0, "peers": 0,
+            "rx": 0, "tx": 0, "drops": {}, "error": None, "sockets": []}
+
+
+class Firmware:
     def __init__(self):
         self.board = _board()
-        self.client = None
+        self.iface = None          # teredo.Interface, once a valid config is loaded
+        self.key = None            # (server, server2, refresh_s) its client was built for
         self.cfg = None
-        self.sock = None
-        self.sockaddr = {}  # (ip, port) -> what this port's sendto takes
-        self.poll = select.poll()
-        self.poll.register(sys.stdin, select.POLLIN)
-        self.line = bytearray(512)
-        self.llen = 0
-        self.seen = -1
+        self.error = None
         self.wlan = None
         self.wifi_up = False
         self.wifi_next = 0
         self.wifi_wait = WIFI_RETRY_MIN_MS
-        self.error = None
-        self.ping_dst = None
-        self.ping_left = 0
-        self.ping_next = 0
-        self.ping_seq = 0
-        self.ping_sent = 0
-        self.ping_got = 0
-        self.ping_t = {}
+        self.line = bytearray(512)
+        self.llen = 0
+        self.pinger = None         # the task of the running ping command
+        self.seq = 0
+        self.app = None            # the user's module, imported at boot
+        self.app_st = {"name": None, "state": "none", "error": None}
+        self.errors = 0            # turns of a task lost to MemoryError or OSError
         self.led = None
         self.wdt = None
-        self.errors = 0  # turns of the loop lost to MemoryError or OSError
-        self.src4 = bytearray(4)
-        self.room = None
-        self.tuple_addr = sys.platform != "linux"  # unix port: sockaddr bytes
         pin = self.board.get("led_pin")
         if machine is not None and pin is not None:
             self.led = machine.Pin(pin, machine.Pin.OUT)
@@ -119,109 +129,193 @@ class Shell:
         if machine is not None and self.board.get("wdt_ms"):
             self.wdt = machine.WDT(timeout=self.board["wdt_ms"])
 
-    # ---- configuration and client life cycle ------------------------------
+    # ---- configuration and the interface ------------------------------------
 
     def load(self):
+        """(Re)read config.json; build the interface, or give it a new client
+        when the server or the refresh interval changed (the app's sockets
+        stay bound)."""
         cfg, err = _tconfig().load()
         _drop_tconfig()
         self.cfg = cfg
         self.error = err
+        i = self.iface
         if err:
             log(err)
-            self.client = None
+            if i is not None:
+                i.down(err)
             return
-        if self.client is not None and self.client.server_addr[0] == cfg["server"] and \
-                self.client.cfg["refresh_s"] == cfg["refresh_s"]:
+        key = (cfg["server"], cfg["server2"], cfg["refresh_s"])
+        if i is not None and key == self.key:
             return
-        self.client = None
         gc.collect()
+        # a small heap (under 96 KB) gets one queue buffer instead of two:
+        # a second destination then waits for the first one's tests
+        small = gc.mem_free() + gc.mem_alloc() < 96 * 1024
+        opts = {"refresh_s": cfg["refresh_s"], "queue_slots": 1 if small else 2}
         try:
-            # a small heap (under 96 KB) gets one queue buffer instead of two:
-            # a second destination then waits for the first one's tests
-            small = gc.mem_free() + gc.mem_alloc() < 96 * 1024
-            self.client = Client(cfg["server"], cfg["server2"], rand=rand, refresh_s=cfg["refresh_s"],
-                                 queue_slots=1 if small else 2)
+            if i is None:
+                i = Interface(cfg["server"], cfg["server2"], rand=rand, **opts)
+            else:
+                c = Client(cfg["server"], cfg["server2"], rand=rand, **opts)
+                i.down("config changed")
+                for p in i.client.ports:
+                    c.bind(p)
+                i.client = c
         except ValueError as e:
             self.error = "config.json: %s" % e
             log(self.error)
+            return
+        self.key = key
+        if self.iface is None:
+            self.iface = i
+            i.on_change = self.changed
+            # the interface task; aup() and astart() in an app see it running
+            i.task = asyncio.create_task(self.guard(aio.run, i))
 
-    def start(self, now):
-        self.stop_client()
-        if self.client is None:
+    def open(self):
+        """The link is up: open the interface's socket and qualify."""
+        i = self.iface
+        if i is None:
             return
         port = self.cfg["client_port"]
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        i.port = port
         try:
-            s.bind(socket.getaddrinfo("0.0.0.0", port)[0][-1])
-        except OSError as e:
-            s.close()
-            self.error = "cannot bind UDP port %d (%s): set another client_port" % (port, e)
-            log(self.error)
+            i.open()
+        except OSError:
+            log(i.error)
             return
-        s.setblocking(False)
-        self.sock = s
-        self.poll.register(s, select.POLLIN)
-        ip = "0.0.0.0"
-        if self.wlan is not None:
-            ip = self.wlan.ifconfig()[0]
-        self.client.set_local("%s:%d" % (ip, port) if port else ip)
-        self.client.start(now)
-        self.seen = -1
+        ip = self.wlan.ifconfig()[0] if self.wlan is not None else "0.0.0.0"
+        i.client.set_local("%s:%d" % (ip, port) if port else ip)
         log("client started, server %s" % self.cfg["server"])
 
-    def stop_client(self):
-        if self.sock is not None:
-            try:
-                self.poll.unregister(self.sock)
-            except (OSError, ValueError, KeyError):
-                pass
-            self.sock.close()
-            self.sock = None
-        if self.client is not None:
-            self.client.stop("stopped")
+    def changed(self, i):
+        """The interface's state or address, or the app's state, changed: a
+        status event."""
+        st = self.status()
+        emit({"event": "status", "data": st})
+        log("%s%s%s" % (st["state"], (" " + st["address"]) if st["address"] else "",
+                        (": " + st["error"]) if st["error"] else ""))
+
+    def relink(self):
+        """After a config change or restart: reopen (requalify) at once."""
+        self.load()
+        if self.iface is not None:
+            self.iface.down("restarted")
+        self.wifi_up = False
+        self.link(time.ticks_ms())
 
     # ---- WiFi (network.WLAN, with retries and back-off) --------------------
 
-    def wifi(self, now):
-        """True while the network is usable.  Boards without WiFi config
-        (or without WiFi) count as connected."""
-        if self.cfg is None or not self.cfg.get("wifi_ssid") or network is None:
-            return True
-        if self.wlan is None:
-            self.wlan = network.WLAN(network.STA_IF)
-            self.wlan.active(True)
-        up = self.wlan.isconnected()
+    def link(self, now):
+        """Check the link; open the interface when it comes up, take it down
+        when it goes.  Boards without WiFi config (or WiFi) count as up."""
+        ssid = self.cfg.get("wifi_ssid") if self.cfg else None
+        if not ssid or network is None:
+            up = True
+        else:
+            if self.wlan is None:
+                self.wlan = network.WLAN(network.STA_IF)
+                self.wlan.active(True)
+            up = self.wlan.isconnected()
         if up != self.wifi_up:
             self.wifi_up = up
             if up:
-                self.wifi_wait = WIFI_RETRY_MIN_MS
-                log("WiFi %s up, %s" % (self.cfg["wifi_ssid"], self.wlan.ifconfig()[0]))
-                self.start(now)
+                if ssid:
+                    self.wifi_wait = WIFI_RETRY_MIN_MS
+                    log("WiFi %s up, %s" % (ssid, self.wlan.ifconfig()[0]))
+                self.open()
             else:
-                log("WiFi %s lost; rejoining" % self.cfg["wifi_ssid"])
-                self.stop_client()
-                if self.client is not None:
-                    self.client.error = "WiFi %s is down; rejoining" % self.cfg["wifi_ssid"]
+                log("WiFi %s lost; rejoining" % ssid)
+                if self.iface is not None:
+                    self.iface.down("WiFi %s is down; rejoining" % ssid)
                 self.wifi_next = now
         if not up and time.ticks_diff(now, self.wifi_next) >= 0:
             try:
-                self.wlan.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"] or "")
+                self.wlan.connect(ssid, self.cfg["wifi_password"] or "")
             except OSError as e:
                 log("WiFi connect: %s" % e)
             self.wifi_next = time.ticks_add(now, self.wifi_wait)
             self.wifi_wait = min(self.wifi_wait * 2, WIFI_RETRY_MAX_MS)
-        return up
+
+    async def wifi(self):
+        while True:
+            self.link(time.ticks_ms())
+            await asyncio.sleep_ms(250)
+
+    # ---- LED and watchdog -------------------------------------------------------
+
+    async def blink(self):
+        """Feed the watchdog (a task that never yields starves this one and
+        the board resets); the LED: on qualified, blinking while qualifying."""
+        while True:
+            if self.wdt is not None:
+                self.wdt.feed()
+            if self.led is not None:
+                s = self.iface.client.state if self.iface is not None else 0
+                if s == QUALIFIED:
+                    self.led.value(1)
+                elif s == QUALIFYING:
+                    self.led.value((time.ticks_ms() // 250) & 1)
+                else:
+                    self.led.value(0)
+            await asyncio.sleep_ms(125)
+
+    # ---- the user's app ------------------------------------------------------------
+
+    def app_import(self):
+        try:
+            mod = __import__(APP)
+        except ImportError as e:
+            if APP in str(e):
+                return  # none installed
+            self.app_crashed(e)
+            return
+        except Exception as e:  # a syntax error, an .mpy of another version, ...
+            self.app_crashed(e)
+            return
+        self.app_st["name"] = APP
+        if not hasattr(mod, "main"):
+            self.app_crashed(ValueError("%s has no async def main(iface)" % APP))
+            return
+        self.app = mod
+        self.app_st["state"] = "waiting"  # for the interface to qualify
+        asyncio.create_task(self.app_run())
+
+    async def app_run(self):
+        while self.iface is None or not self.iface.qualified():
+            await asyncio.sleep_ms(100)
+        self.app_st["state"] = "running"
+        log("app %s started" % APP)
+        self.changed(self.iface)
+        try:
+            await self.app.main(self.iface)
+            self.app_st["state"] = "finished"
+            log("app %s finished" % APP)
+        except Exception as e:
+            self.app_crashed(e)
+
+    def app_crashed(self, e):
+        err = "%s: %s" % (type(e).__name__, e)
+        self.app_st["name"] = APP
+        self.app_st["state"] = "crashed"
+        self.app_st["error"] = err
+        log("app %s crashed: %s" % (APP, err))
+        sys.print_exception(e)  # type: ignore[attr-defined]
+        emit({"event": "app_error", "app": APP, "error": err})
+        if self.iface is not None:
+            # its sockets go with it (the firmware binds none of its own):
+            # their ports now answer port unreachable
+            for s in list(self.iface._ports.values()):
+                s.close()
+        gc.collect()
+        self.changed(self.iface)
 
     # ---- console --------------------------------------------------------------
 
     def status(self):
-        if self.client is not None:
-            st = self.client.status()
-        else:
-            st = {"state": "offline", "server": None, "server2": None, "nat": "unknown",
-                  "address": None, "mapped": None, "local": None, "relay": None,
-                  "refresh_s": None, "uptime_s": 0, "peers": 0, "rx": 0, "tx": 0, "drops": {},
-                  "error": None}
+        i = self.iface
+        st = i.status() if i is not None else _offline()
         if self.error and not st["error"]:
             st["error"] = self.error
         gc.collect()  # so heap_used is what is live, not garbage
@@ -230,16 +324,17 @@ class Shell:
         st["board"] = self.board.get("name")
         st["firmware"] = VERSION
         st["loop_errors"] = self.errors
+        st["app"] = self.app_st
         return st
 
-    def command(self, text, now):
+    def command(self, text):
         text = text.strip()
         cmd, _, arg = text.partition(" ")
         if cmd == "config" and arg.startswith("set"):
             cmd = "config set"
             arg = arg[3:].strip()
         try:
-            data = self.run(cmd, arg, now)
+            data = self.run(cmd, arg)
             emit({"ok": True, "cmd": cmd, "data": data})
         except ValueError as e:
             emit({"ok": False, "cmd": cmd, "error": str(e)})
@@ -247,7 +342,7 @@ class Shell:
             gc.collect()
             emit({"ok": False, "cmd": cmd, "error": "out of memory; heap free %d" % gc.mem_free()})
 
-    def run(self, cmd, arg, now):
+    def run(self, cmd, arg):
         if cmd == "status":
             return self.status()
         if cmd == "help":
@@ -268,46 +363,38 @@ class Shell:
                 new["wifi_password"] = self.cfg.get("wifi_password")  # the masked one: keep it
             try:
                 cfg = _tconfig().save(new)
+                shown = _tconfig().masked(cfg)
             finally:
                 _drop_tconfig()
-            self.stop_client()
-            self.load()
-            self.wifi_up = False
-            if self.wifi(now):
-                self.start(now)
-            try:
-                return _tconfig().masked(cfg)
-            finally:
-                _drop_tconfig()
+            self.relink()
+            return shown
         if cmd == "restart":
-            self.load()
-            self.wifi_up = False
-            if self.wifi(now):
-                self.start(now)
+            self.relink()
             return None
         if cmd == "peers":
-            return self.peers(now)
+            return self.peers()
         if cmd == "ping":
             parts = arg.split()
             if not parts:
                 raise ValueError("usage: ping ADDR [COUNT]")
-            self.ping_dst = addr.parse_ipv6(parts[0])
-            self.ping_left = int(parts[1]) if len(parts) > 1 else 4
-            if not 1 <= self.ping_left <= 100:
+            dst = addr.parse_ipv6(parts[0])
+            count = int(parts[1]) if len(parts) > 1 else 4
+            if not 1 <= count <= 100:
                 raise ValueError("COUNT must be 1 to 100")
-            self.ping_next = now
-            self.ping_sent = 0
-            self.ping_got = 0
-            self.ping_t = {}
-            return {"to": addr.format_ipv6(self.ping_dst), "count": self.ping_left}
+            if self.iface is None:
+                raise ValueError(self.error or "no config")
+            if self.pinger is not None:
+                self.pinger.cancel()  # a new ping replaces the running one
+            self.pinger = asyncio.create_task(self.ping(dst, count))
+            return {"to": addr.format_ipv6(dst), "count": count}
         raise ValueError("unknown command %r; send help" % cmd)
 
-    def peers(self, now):
+    def peers(self):
         out = []
-        c = self.client
-        if c is None:
+        if self.iface is None:
             return out
-        t = c.peers
+        now = time.ticks_ms()
+        t = self.iface.client.peers
         for i in range(t.n):
             b = i * NF
             if t.v[b + F_USED]:
@@ -318,174 +405,105 @@ class Shell:
                             "last_rx_s": time.ticks_diff(now, t.v[b + F_LAST_RX]) // 1000})
         return out
 
-    def console(self, now):
-        """Read what the console has; run complete lines."""
-        ch = sys.stdin.read(1)
-        if not ch:
-            return
+    async def ping(self, dst, count):
+        """ping ADDR COUNT: an echo request a second while qualified, a
+        ping_reply event per reply, ping_done a second after the last."""
+        i = self.iface
+        to = addr.format_ipv6(dst)
+        sent = got = 0
+        times = {}  # seq -> ticks sent
+        seen = i.last_pong()[0]
+        last = i.ticks()
+        while sent < count or (i.ticks() - last) & MASK < 1000:
+            seq, t = i.last_pong()
+            if seq != seen:
+                seen = seq
+                t0 = times.pop(seq, None)
+                if t0 is not None:
+                    got += 1
+                    emit({"event": "ping_reply", "from": to, "seq": seq, "rtt_ms": (t - t0) & MASK})
+            now = i.ticks()
+            if sent < count and (sent == 0 or (now - last) & MASK >= 1000) and i.qualified():
+                self.seq = (self.seq + 1) & 0xFFFF
+                times[self.seq] = now
+                i.ping_send(dst, self.seq, now)
+                sent += 1
+                last = now
+            await asyncio.sleep_ms(10)
+        emit({"event": "ping_done", "sent": sent, "received": got})
+        self.pinger = None
+
+    def take(self, ch):
+        """One console character: complete lines run as commands."""
         if ch in "\r\n":
             if self.llen:
                 text = bytes(self.line[:self.llen]).decode()
                 self.llen = 0
-                self.command(text, now)
-            return
-        if self.llen < len(self.line) and " " <= ch <= "~":
+                self.command(text)
+        elif self.llen < len(self.line) and " " <= ch <= "~":
             self.line[self.llen] = ord(ch)
             self.llen += 1
 
-    # ---- the event loop ---------------------------------------------------------
+    async def console(self):
+        """Wait for the console, then take every byte already there: a board's
+        UART keeps only a small ring, and a command line may be longer."""
+        rd = asyncio.StreamReader(sys.stdin)  # type: ignore[attr-defined]
+        p = select.poll()
+        p.register(sys.stdin, select.POLLIN)
+        while True:
+            ch = await rd.read(1)
+            if not ch:  # end of input (a pipe closed): nothing more will come
+                await asyncio.sleep_ms(1000)
+            n = 0
+            while ch and n < CONSOLE_BURST:
+                self.take(ch)
+                n += 1
+                ch = sys.stdin.read(1) if p.poll(0) else None
 
-    def send_all(self):
-        c = self.client
-        n = c.pop_tx()
-        while n:
-            a = c.tx_addr
-            if not self.tuple_addr:
-                sa = self.sockaddr.get(a)
-                if sa is None:
-                    sa = socket.getaddrinfo(a[0], a[1])[0][-1]
-                    if len(self.sockaddr) > 16:
-                        self.sockaddr = {}
-                    self.sockaddr[a] = sa
-                a = sa
-            try:
-                self.sock.sendto(c.tx_mv[c.tx_off:c.tx_off + n], a)
-            except OSError:
-                pass  # a full socket buffer or a lost link: Teredo retries
-            n = c.pop_tx()
+    # ---- the tasks ------------------------------------------------------------------
 
-    def receive(self, now):
-        """Up to RX_BURST datagrams per wake-up: the loop's housekeeping is
-        then paid once per burst, not once per packet."""
-        for _ in range(RX_BURST):
-            try:
-                data, src = self.sock.recvfrom(RX_MAX)
-            except OSError:
-                return  # EAGAIN: all read
-            self.datagram(data, src, now)
-            self.send_all()
-
-    def datagram(self, data, src, now):
-        c = self.client
-        ip4 = self.src4
-        if self.tuple_addr:  # ESP32: ("1.2.3.4", port)
-            ip4 = addr.parse_ipv4(src[0])
-            port = src[1]
-        else:  # unix port: struct sockaddr_in, copied without a slice
-            ip4[0] = src[4]
-            ip4[1] = src[5]
-            ip4[2] = src[6]
-            ip4[3] = src[7]
-            port = (src[2] << 8) | src[3]
-        ev = c.on_datagram(data, len(data), ip4, port, now)
-        if ev == EV_ECHO_REPLY and self.ping_dst is not None:
-            seq = c.ev_seq
-            t0 = self.ping_t.get(seq)
-            if t0 is not None:
-                self.ping_got += 1
-                emit({"event": "ping_reply", "from": addr.format_ipv6(c.rx, c.ev_src), "seq": seq,
-                      "rtt_ms": time.ticks_diff(now, t0)})
-
-    def pinger(self, now):
-        c = self.client
-        if self.ping_dst is None or c is None or c.state != QUALIFIED:
-            return
-        if self.ping_left and time.ticks_diff(now, self.ping_next) >= 0:
-            self.ping_seq = (self.ping_seq + 1) & 0xFFFF
-            self.ping_t[self.ping_seq] = now
-            c.ping(self.ping_dst, self.ping_seq, now)
-            self.ping_sent += 1
-            self.ping_left -= 1
-            self.ping_next = time.ticks_add(now, 1000)
-        elif not self.ping_left and time.ticks_diff(now, self.ping_next) >= 1000:
-            emit({"event": "ping_done", "sent": self.ping_sent, "received": self.ping_got})
-            self.ping_dst = None
-
-    def blink(self, now):
-        if self.led is None:
-            return
-        s = self.client.state if self.client is not None else 0
-        if s == QUALIFIED:
-            self.led.value(1)
-        elif s == QUALIFYING:
-            self.led.value((now // 250) & 1)
-        else:
-            self.led.value(0)
-
-    def _ipoll(self, wait):
-        # ipoll reuses one tuple: no garbage per turn of the loop
-        if hasattr(self.poll, "ipoll"):
-            return self.poll.ipoll(wait)
-        return self.poll.poll(wait)
-
-    def loop(self):
-        now = time.ticks_ms()
-        self.load()
-        emit({"event": "boot", "firmware": VERSION, "board": self.board.get("name")})
-        if self.wifi(now):
-            self.start(now)
-        if self.room:
-            del self.room[:]  # the block main.py held: now free for recvfrom
-            gc.collect()
+    async def guard(self, fn, *args):
+        """Run a firmware task forever: a MemoryError (a fragmented heap) or an
+        OSError (a socket, the console) costs it one turn, counted in
+        loop_errors, never the task itself."""
         while True:
             try:
-                self.turn()
+                await fn(*args)
             except MemoryError as e:
                 gc.collect()  # drop what we were doing; the protocol retries
                 if not self.errors:
                     log("out of memory (heap free %d); going on" % gc.mem_free())
-                    sys.print_exception(e)
+                    sys.print_exception(e)  # type: ignore[attr-defined]
                 self.errors += 1
-                time.sleep_ms(5)  # no busy spin while the heap is short
-            except OSError as e:  # a socket or console error: log, go on
+            except OSError as e:
                 log("error: %s" % e)
                 self.errors += 1
+            await asyncio.sleep_ms(5)  # no busy spin while the heap is short
 
-    def turn(self):
-        """One turn of the event loop: timers, socket, console, WiFi, LED."""
-        now = time.ticks_ms()
-        if self.wdt is not None:
-            self.wdt.feed()
-        c = self.client
-        wait = 250
-        due = 0
-        if c is not None and self.sock is not None:
-            self.send_all()
-            if c.changes != self.seen:
-                self.seen = c.changes
-                st = self.status()
-                emit({"event": "status", "data": st})
-                log("%s%s%s" % (st["state"], (" " + st["address"]) if st["address"] else "",
-                                (": " + st["error"]) if st["error"] else ""))
-            due = c.next_deadline()  # once per turn: it walks the peer table
-            d = time.ticks_diff(due, now)
-            if d < wait:
-                wait = d if d > 0 else 0
-        for obj, _ev in self._ipoll(wait):
-            now = time.ticks_ms()
-            if obj is self.sock:
-                self.receive(now)
-            else:
-                self.console(now)
-        now = time.ticks_ms()
-        self.wifi(now)
-        if c is not None and self.sock is not None:
-            if time.ticks_diff(now, due) >= 0:
-                c.on_timer(now)  # (a deadline set meanwhile is seen next turn)
-            self.pinger(now)
-        self.blink(now)
+    async def main(self, room):
+        self.load()
+        emit({"event": "boot", "firmware": VERSION, "board": self.board.get("name")})
+        self.app_import()
+        self.link(time.ticks_ms())
+        asyncio.create_task(self.guard(self.wifi))
+        asyncio.create_task(self.guard(self.blink))
+        if room:
+            del room[:]  # the block main.py held: now free for recvfrom
+        gc.collect()
+        await self.guard(self.console)
 
 
 def main(room=None):
-    sh = Shell()
-    sh.room = room
+    fw = Firmware()
     try:
-        sh.loop()
+        asyncio.run(fw.main(room))
     except KeyboardInterrupt:
-        sh.stop_client()
-        if sh.led is not None:
-            sh.led.value(0)
-        if sh.wdt is not None:
+        asyncio.new_event_loop()  # drop the tasks: nothing runs at the REPL
+        if fw.iface is not None:
+            fw.iface.down("stopped")
+        if fw.led is not None:
+            fw.led.value(0)
+        if fw.wdt is not None:
             # at the REPL nobody feeds the watchdog: give mpremote time
-            sh.wdt = machine.WDT(timeout=WDT_IDLE_MS)
+            fw.wdt = machine.WDT(timeout=WDT_IDLE_MS)
         log("stopped (Ctrl-C); at the REPL. machine.soft_reset() or Ctrl-D restarts")

@@ -5,8 +5,8 @@
 #   python bench/echoshell.py MODE firmware tests/core PORT PEER_PORT
 #
 # MODE bare:   the floor: recvfrom + sendto of the same datagram, nothing else.
-# MODE teredo: the loop of firmware/teredo_console.py reduced to socket + core: per
-#   datagram what Shell.receive() and Shell.send_all() do (recvfrom(1536), the
+# MODE teredo: the firmware's interface loop reduced to socket + core: per
+#   datagram what teredo.Interface.receive() and flush() do (recvfrom, the
 #   source from the sockaddr, on_datagram, pop_tx, the sockaddr cache,
 #   sendto of a memoryview slice) and the timer check.  The core is qualified
 #   beforehand (bench/qualified.py) with the load generator on 127.0.0.1:PEER_PORT

@@ -32,18 +32,21 @@ step("vboard shims (machine, network)")
 from teredo import addr, peers, proto, wire  # noqa: E402,F401
 
 step("core code: addr, proto, wire, peers")
-from teredo import client  # noqa: E402
+from teredo import client  # noqa: E402,F401
 
 step("core code: client")
+from teredo import aio, iface  # noqa: E402,F401
+
+step("library I/O: iface, aio, asyncio")
 import teredo_config  # noqa: E402,F401
 
 step("shell code: teredo_config")
 import teredo_console  # noqa: E402
 
 step("shell code: teredo_console")
-c = client.Client("198.51.100.10", rand=lambda bits: 1)
-step("Client() state and buffers")
-sh = teredo_console.Shell()
-step("Shell() state (poll, line buffer, WDT)")
+i = iface.Interface("198.51.100.10", rand=lambda bits: 1)
+step("Interface(): Client() state and buffers")
+fw = teredo_console.Firmware()
+step("Firmware() state (line buffer, WDT)")
 rows.append(["total", gc.mem_alloc()])
 print(json.dumps(rows))

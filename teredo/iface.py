@@ -100,8 +100,9 @@ class Interface:
     and the app sockets bound to ports of our Teredo address."""
 
     def __init__(self, server, server2=None, port=0, rand=None, udp=None, clock=None, tcp=None,
-                 **options):
-        self.client = Client(server, server2, rand=rand or _rand, **options)
+                 client_class=Client, **options):
+        # client_class: Client, or a subclass (teredo.raw.RawClient for a tun)
+        self.client = client_class(server, server2, rand=rand or _rand, **options)
         self.tcp = None             # the TCP (teredo.tcp), made on first use
         self.tcp_options = tcp or {}  # its options (slots, rx_bytes, tx_bytes, ...)
         self._waiters = []          # streams and listeners a task waits on
@@ -117,6 +118,8 @@ class Interface:
         self._tuple_addr = udp is not None or not (ON_MP and sys.platform == "linux")
         self._rxbuf = None if ON_MP else bytearray(RX_MAX)
         self._src4 = bytearray(4)
+        self._src_text = None       # the last source address as text, and parsed
+        self._src4_parsed = bytearray(4)
         self._fd = -2               # the socket's fd (CPython's poll reports fds)
         self._due = 0
         self._seq = 0
@@ -304,6 +307,14 @@ class Interface:
         self.poller.register(stream, POLLIN)
         self._watch.append((stream, callback, stream.fileno() if hasattr(stream, "fileno") else -2))
 
+    def unwatch(self, stream):
+        """Stop polling a stream given to watch()."""
+        for w in self._watch:
+            if w[0] is stream:
+                self._watch.remove(w)
+                self.poller.unregister(stream)
+                return
+
     # ---- ping (blocking, for apps and the console) ------------------------------------
 
     def ping(self, dst, timeout_ms=2000, size=16):
@@ -405,7 +416,10 @@ class Interface:
             except OSError:
                 break  # EAGAIN: all read
             if self._tuple_addr:  # ("1.2.3.4", port)
-                ip4 = addr.parse_ipv4(src[0])
+                if src[0] != self._src_text:  # most datagrams come from the last source
+                    self._src_text = src[0]
+                    self._src4_parsed = addr.parse_ipv4(src[0])
+                ip4 = self._src4_parsed
                 port = src[1]
             else:  # unix port: struct sockaddr_in, copied without a slice
                 ip4[0] = src[4]

@@ -34,6 +34,7 @@ class _Waitable(IOBase):
         self.iface = iface
         self.timeout = None   # None: block; 0: never block; else ms
         self.waiter = None    # asyncio Event while a task waits (set by Interface._tcp_wake)
+        self.nwait = 0        # tasks waiting now (a reader and a writer may share a stream)
 
     def settimeout(self, t):
         self.timeout = None if t is None else int(t * 1000)
@@ -63,12 +64,22 @@ class _Waitable(IOBase):
         from teredo import aio
         ev = aio.event_of(self)
         self.iface._waiting(self)
+        self.nwait += 1
         try:
             while not ready():
                 ev.clear()
                 await ev.wait()
         finally:
-            self.iface._not_waiting(self)
+            # off the interface's list only when the last waiting task leaves:
+            # the other one (reader or writer) still needs its wake-ups
+            self.nwait -= 1
+            if not self.nwait:
+                self.iface._not_waiting(self)
+
+    def _wake(self):
+        """Wake the tasks waiting on us (they see closed and return)."""
+        if self.waiter is not None:
+            self.waiter.set()
 
 
 class TCPStream(_Waitable):
@@ -184,7 +195,7 @@ class TCPStream(_Waitable):
             i = self.iface
             i.tcp.close(self.cid, i.ticks())
             i.flush()
-            i._not_waiting(self)
+            self._wake()
 
     def abort(self):
         if not self.closed:
@@ -192,6 +203,7 @@ class TCPStream(_Waitable):
             i = self.iface
             i.tcp.abort(self.cid, i.ticks())
             i.flush()
+            self._wake()
 
     def ioctl(self, req, arg):
         if req == MP_STREAM_POLL:
@@ -361,6 +373,7 @@ class TCPListener(_Waitable):
             if self._cid >= 0:
                 i.tcp.abort(self._cid, i.ticks())
             i.flush()
+            self._wake()
 
 
 def connect(iface, address, timeout_ms=None):

@@ -114,6 +114,8 @@ def board_for_image(args, port):
 
 
 def cmd_flash(args):
+    if args.app:
+        flashing.check_app(args.app)  # before anything touches the board
     port = find_port(args)
     if args.image:
         cfg = board_for_image(args, port)
@@ -125,7 +127,7 @@ def cmd_flash(args):
         print("MicroPython written; waiting for its first boot", flush=True)
         time.sleep(args.boot_wait)
     res = flashing.flash_firmware(port, args.board, args.source, reset=not args.no_reset,
-                                  timeout=max(args.timeout, 10.0))
+                                  timeout=max(args.timeout, 10.0), app=args.app, no_app=args.no_app)
     if args.no_reset:
         print("not reset (--no-reset): the new firmware runs after the next reset")
     return 0 if res else 1
@@ -138,6 +140,11 @@ def add_flash(p):
                    "image with esptool (e.g. ESP32_GENERIC-20250415-v1.25.0.bin)")
     p.add_argument("--flash-baud", type=int, default=None, help="esptool baud rate (default from the "
                    "board config)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--app", metavar="FILE", help="install FILE as the board's app (a module with async def "
+                   "main(iface), started once the board is qualified); without --app the app on the "
+                   "board stays")
+    g.add_argument("--no-app", action="store_true", help="remove the app from the board")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset after copying")
     p.add_argument("--boot-wait", type=float, default=3.0, help=argparse.SUPPRESS)
     p.add_argument("--source", default=None, help=argparse.SUPPRESS)
@@ -385,6 +392,16 @@ def format_status(st):
         ("traffic", "rx %s  tx %s  peers %s" % (v("rx", 0), v("tx", 0), v("peers", 0))),
         ("drops", ", ".join("%s %s" % kv for kv in sorted((st.get("drops") or {}).items())) or "none"),
     ]
+    socks = st.get("sockets") or []
+    rows.append(("sockets", ", ".join("UDP %s (rx %s, tx %s, queued %s, dropped %s)" % (
+        k.get("port"), k.get("rx"), k.get("tx"), k.get("queued"), k.get("dropped"))
+        for k in socks) or "none"))
+    app = st.get("app") or {}
+    if app.get("name"):
+        rows.append(("app", "%s %s%s" % (app["name"], app.get("state"),
+                                         (": " + app["error"]) if app.get("error") else "")))
+    else:
+        rows.append(("app", "none (teredoctl flash --app FILE installs one)"))
     used, free = st.get("heap_used"), st.get("heap_free")
     if isinstance(used, int) and isinstance(free, int) and used + free:
         rows.append(("heap", "%d used, %d free (%d%% used)" % (used, free, 100 * used // (used + free))))

@@ -68,11 +68,27 @@ def add_client(p):
                    help="exit when the pings are done (status 0 if any reply came back)")
     p.add_argument("--app", metavar="FILE",
                    help="run this app module (async def main(iface)) once qualified, as a board would")
+    t = p.add_argument_group("IPv6 tunnel (root or CAP_NET_ADMIN)")
+    t.add_argument("--tun", action="store_true",
+                   help="be this host's IPv6 link: a tun interface with the Teredo address and "
+                        "a route for 2001::/32")
+    t.add_argument("--ifname", default="teredo", help="tun interface name (default teredo)")
+    t.add_argument("--default-route", action="store_true",
+                   help="also a default IPv6 route via the tunnel, with a higher metric than "
+                        "native routes (native IPv6 wins)")
+    t.add_argument("--sunset-probe", metavar="ADDR",
+                   help="RFC 4380 §5.5 sunset: when ADDR answers pings over native IPv6, the "
+                        "tunnel goes dormant, and wakes when native IPv6 goes away")
+    t.add_argument("--sunset-interval", type=int, default=60, metavar="S",
+                   help="seconds between sunset checks (default 60)")
 
 
 def cmd_client(args):
     from teredoctl import hostclient
     try:
+        if args.tun:
+            from teredoctl import tun
+            return tun.run(args)
         return hostclient.run(args)
     except ValueError as e:
         raise CliError(str(e))

@@ -394,20 +394,67 @@ def resolve_board(port, board_name, identity):
     return cfg
 
 
-def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0, app=None):
+def check_app(path):
+    """FlashError unless path is a teredo app: a Python file that parses and
+    defines async def main(iface) at its top level.  Checked on the host,
+    before anything on the board is touched."""
+    import ast
+    try:
+        with open(path, "rb") as f:
+            src = f.read()
+    except OSError as e:
+        raise FlashError("cannot read the app %s (%s): give the path of a .py file with async def main(iface)"
+                         % (path, e.strerror))
+    try:
+        tree = ast.parse(src, filename=path)
+    except (SyntaxError, ValueError) as e:
+        raise FlashError("the app %s does not parse (line %s: %s): fix it; nothing was changed on the "
+                         "board" % (path, getattr(e, "lineno", "?"), getattr(e, "msg", e)))
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    mains = [n for n in tree.body if isinstance(n, defs) and n.name == "main"]
+    if not mains:
+        raise FlashError("the app %s defines no main: a teredo app has async def main(iface), which the "
+                         "firmware starts once the board is qualified; nothing was changed on the board"
+                         % path)
+    m = mains[-1]
+    if not isinstance(m, ast.AsyncFunctionDef):
+        raise FlashError("the app %s has a plain def main: make it async def main(iface) (it runs as an "
+                         "asyncio task beside the client); nothing was changed on the board" % path)
+    if not (m.args.args or m.args.posonlyargs or m.args.vararg):
+        raise FlashError("the app %s has async def main() without an argument: the firmware calls "
+                         "main(iface); nothing was changed on the board" % path)
+
+
+APP_NAMES = (paths.USER_APP, paths.USER_APP[:-3] + ".mpy")  # the user's app on the board, either form
+
+
+def app_summary(rels, app, no_app, have):
+    """The line flash prints about the user's app."""
+    there = [n for n in APP_NAMES if have.get(n) is not None]
+    if paths.USER_APP in rels:
+        return "user app: %s installed as %s" % (os.path.basename(app or paths.USER_APP), paths.USER_APP[:-3])
+    if no_app:
+        return ("user app: %s removed" % " and ".join(there)) if there else "user app: none (none to remove)"
+    if there:
+        return "user app: %s on the board kept (--app FILE replaces it, --no-app removes it)" % there[0]
+    return "user app: none (teredoctl flash --app FILE installs one)"
+
+
+def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0, app=None, no_app=False):
     """Compile, copy what changed, verify, soft-reset.  Returns a summary dict.
     src_dir: a folder laid out as the board's files (default: the library and
-    the board application that teredoctl ships, plus app, the user's module)."""
+    the board application that teredoctl ships, plus app, the user's module).
+    Without app the board's user app stays as it is; no_app removes it."""
     if src_dir is None:
         with tempfile.TemporaryDirectory(prefix="teredoctl-src-") as tmp:
             try:
                 paths.stage_firmware(tmp, app)
             except OSError as e:
                 raise FlashError("cannot gather the firmware files (%s)" % e)
-            return flash_firmware(port, board_name, tmp, reset, timeout)
+            return flash_firmware(port, board_name, tmp, reset, timeout, app, no_app)
     rels = sources(src_dir)
     # every name we may manage: both forms of each module, so a twin is seen and removed
-    names = set([BOARD_FILE])
+    names = set([BOARD_FILE]) | set(APP_NAMES)
     for rel in rels:
         names.add(rel)
         if twin(rel):
@@ -417,10 +464,10 @@ def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0
     mpy_cross_exe()
     with firmware_restarted(port) as fr:
         fr.done = not reset  # --no-reset: the user asked for the board to stay stopped
-        return _flash(port, board_name, src_dir, reset, timeout, rels, names)
+        return _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app)
 
 
-def _flash(port, board_name, src_dir, reset, timeout, rels, names):
+def _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app):
     say("asking %s for its .mpy version and file hashes" % port)
     info = parse_flash_line(mpremote(port, ["exec", query_code(names)], 60), port)
     cfg = resolve_board(port, board_name, info)
@@ -441,6 +488,8 @@ def _flash(port, board_name, src_dir, reset, timeout, rels, names):
         have = info.get("hashes") or {}
         changed = sorted(n for n in want if have.get(n) != want[n])
         twins = sorted(t for t in (twin(n) for n in want) if t and have.get(t) is not None)
+        gone = [n for n in APP_NAMES if no_app and have.get(n) is not None]
+        twins += gone
         leftovers = sorted(n for n in have if n.endswith(TMP) and have[n] is not None)
         say("board %s, %s; %d files, %d changed%s" % (
             cfg["name"], "mpy-cross -march=%s" % arch if arch else ".mpy for any arch" if arch == ""
@@ -450,6 +499,7 @@ def _flash(port, board_name, src_dir, reset, timeout, rels, names):
             copy(port, files, want, changed, twins, leftovers, names)
         else:
             say("firmware on %s is up to date" % port)
+        say(app_summary(rels, app, no_app, have))
     started = None
     if reset:
         started = restart(port, timeout, cfg)
@@ -465,6 +515,7 @@ def copy(port, files, want, changed, twins, leftovers, names):
         args += ["+", "fs", "cp", "-f", files[n], ":" + n + TMP]
     stale = [[n, twin(n) if twin(n) in twins else None] for n in sorted(want)
              if n in changed or twin(n) in twins]
+    stale += [[None, t] for t in twins if t not in [x[1] for x in stale]]  # no_app: the app goes
     args += ["+", "exec", install_code({n: want[n] for n in changed}, stale,
                                        [n for n in names if not n.endswith(TMP)])]
     count = [0]

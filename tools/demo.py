@@ -5,9 +5,11 @@
 Builds the network lab (a NAT, miredo-server on two addresses, a miredo
 relay, an IPv6-only host), powers on a virtual board inside the client's
 namespace (its sockets live behind the NAT; its pty is reachable from every
-namespace), then drives it with teredoctl as a person would: flash, config,
-status until qualified, ping from the board, ping the board from the
-IPv6-only host, and shows the Teredo packets the server and relay saw.
+namespace), then drives it with teredoctl as a person would: flash (with the
+UDP echo example as the board's app), config, status until qualified, ping
+from the board, ping the board from the IPv6-only host, UDP to the board's
+app from the IPv6-only host, and shows the Teredo packets the server and
+relay saw.
 Everything is torn down at the end, on failure and on Ctrl-C.  Needs root.
 """
 import argparse
@@ -26,6 +28,32 @@ sys.path.insert(0, ROOT)
 import lab as labmod  # noqa: E402
 V6HOST = labmod.V6HOST
 DEADLINE_S = 110  # the whole walkthrough, set-up and teardown included, stays under 2 min
+APP = os.path.join("examples", "udp_echo.py")  # the board's app: UDP echo on port 7
+ECHO_MESSAGES = ("hello board", "UDP over Teredo", "from an IPv6-only host")
+
+# Run in the IPv6-only host's namespace: each message to the board's port 7
+# (at most 3 tries, 2 s each), what was sent and what came back.
+UDP_ECHO_CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect((sys.argv[1], 7))
+ok = 0
+for msg in sys.argv[2:]:
+    data = msg.encode()
+    got = None
+    for _ in range(3):
+        s.send(data)
+        try:
+            got = s.recv(2048)
+            break
+        except socket.timeout:
+            pass
+    print("sent %r (%d bytes) -> %s" % (data, len(data), "no reply" if got is None else
+          "received %r (%d bytes)%s" % (got, len(got), "" if got == data else ", NOT the same")))
+    ok += got == data
+sys.exit(0 if ok == len(sys.argv) - 2 else 1)
+"""
 
 
 class DemoError(Exception):
@@ -104,8 +132,9 @@ class Demo:
             time.sleep(0.05)
         show("serial port: %s -> %s" % (self.link, os.readlink(self.link)))
 
-        step(3, "Flash the Teredo firmware (mpy-cross for the board's .mpy version, mpremote, sha256)")
-        self.teredoctl("flash", "--port", self.link, timeout=60)
+        step(3, "Flash the Teredo firmware and the UDP echo app %s (mpy-cross for the board's .mpy "
+             "version, mpremote, sha256)" % APP)
+        self.teredoctl("flash", "--port", self.link, "--app", APP, timeout=60)
 
         step(4, "Configure the Teredo server")
         self.teredoctl("config", "--port", self.link, "--server", labmod.SERVER_IP)
@@ -131,9 +160,17 @@ class Demo:
         show(r.stdout + r.stderr)
         host_ping_ok = r.returncode == 0
 
+        step(9, "The IPv6-only host sends UDP to the board's app (port 7) and gets it back")
+        print("$ ip netns exec %s python3 -c '<UDP client>' %s ... (to port 7)" % (lab.ns("v6h"), address),
+              flush=True)
+        r = lab.run("v6h", [sys.executable, "-c", UDP_ECHO_CLIENT, address] + list(ECHO_MESSAGES),
+                    timeout=min(25, self.left()))
+        show(r.stdout + r.stderr)
+        udp_ok = r.returncode == 0
+
         st = json.loads(self.teredoctl("status", "--port", self.link, "--json", echo=False).stdout)
 
-        step(9, "Teredo packets seen by the server and the relay (tshark)")
+        step(10, "Teredo packets seen by the server and the relay (tshark)")
         time.sleep(0.3)  # tcpdump writes each packet as it comes (-U)
         for name in ("srv", "rly"):
             lines = labmod.teredo_summary(lab.pcap(name), timeout=min(30, self.left()))
@@ -141,8 +178,10 @@ class Demo:
                                                 len(lines), ", first 25" if len(lines) > 25 else ""))
             show("\n".join(lines[:25]) or "(none)")
 
-        step(10, "What happened")
+        step(11, "What happened")
         mapped_ip = d["mapped_ipv4"]
+        app = st.get("app") or {}
+        socks = ", ".join("UDP %(port)d rx %(rx)d tx %(tx)d" % k for k in st.get("sockets") or [])
         rows = [
             "board qualified behind a %s NAT: Teredo address %s" % (st["nat"], address),
             "  its server %s is in the address; mapped address %s:%d (the NAT's public side is %s)"
@@ -152,6 +191,9 @@ class Demo:
             "relay found: %s" % (st.get("relay") or "none"),
             "board -> %s: %s" % (V6HOST, "replies came back" if board_ping_ok else "NO replies"),
             "%s -> board: %s" % (V6HOST, "replies came back" if host_ping_ok else "NO replies"),
+            "%s -> board's app, UDP port 7: %s" % (V6HOST, "every datagram echoed" if udp_ok
+                                                   else "NOT every datagram echoed"),
+            "board's app: %s %s; sockets %s" % (app.get("name"), app.get("state"), socks or "none"),
             "board counters: rx %s, tx %s, peers %s, drops %s"
             % (st["rx"], st["tx"], st["peers"], st["drops"] or "none"),
         ]
@@ -161,6 +203,8 @@ class Demo:
             raise DemoError("the mapped address %s is not the NAT's %s" % (mapped_ip, public))
         if not (board_ping_ok and host_ping_ok):
             raise DemoError("a ping got no replies (see above)")
+        if not udp_ok:
+            raise DemoError("the board's app did not echo every datagram (see above)")
         return 0
 
     def wait_qualified(self, timeout):

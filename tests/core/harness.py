@@ -32,7 +32,8 @@ class Net:
         self.inbox = []     # datagrams for the client: (bytes, src4, sport)
         if "queue_slots" not in opts:
             opts["queue_slots"] = 1  # one queue buffer: room for the test run in 64K of heap
-        self.c = Client(SERVER, rand=Rand(seed), **opts)
+        cls = opts.pop("client_class", Client)  # or a subclass (teredo.raw.RawClient)
+        self.c = cls(SERVER, rand=Rand(seed), **opts)
         self.events = []
         self.feed = None    # where datagrams for the client go (default: its core)
 

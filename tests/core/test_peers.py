@@ -162,6 +162,75 @@ def test_status_fields():
     assert st["uptime_s"] == 5
 
 
+def _udp_to(n, dport, src=V6HOST, data=b"abcd"):
+    b = bytearray(48 + len(data))
+    wire.build_udp6(b, 0, ip6(src), n.c.address, 5353, dport, data, len(data))
+    return bytes(b)
+
+
+def test_udp_demultiplexed_by_port_and_unbound_answered_with_port_unreachable():
+    n = qualified()
+    n.c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    n.c.bind(7)
+    n.c.bind(9)
+    for port in (7, 9):
+        d = _udp_to(n, port)
+        assert n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now) == EV_UDP
+        assert n.c.ev_dport == port
+    d = _udp_to(n, 8)
+    assert n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now) == 0
+    assert n.c.status()["drops"]["no_port"] == 1
+    k = n.c.pop_tx()
+    assert k == 40 + 8 + len(d)  # the error carries the whole (small) datagram
+    err = bytes(n.c.tx_mv[n.c.tx_off:n.c.tx_off + k])
+    assert n.c.tx_addr == (RELAY, proto.PORT)
+    assert err[6] == proto.NH_ICMPV6 and err[8:24] == n.c.address and err[24:40] == ip6(V6HOST)
+    assert err[40] == 1 and err[41] == 4 and err[44:48] == bytes(4)  # RFC 4443 §3.1
+    assert err[48:] == d
+    assert wire.l4_sum(err, 0, proto.NH_ICMPV6, len(err) - 40) == 0xFFFF
+    n.c.unbind(7)
+    d = _udp_to(n, 7)
+    assert n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now) == 0
+    assert n.c.status()["drops"]["no_port"] == 2
+
+
+def test_port_unreachable_is_rate_limited_and_never_to_multicast():
+    n = qualified(unreach_rate=3)
+    n.c.ping(ip6(V6HOST), 1, n.now)
+    n.flush()
+    sent = 0
+    for _ in range(10):
+        d = _udp_to(n, 8)
+        n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now)
+        while n.c.pop_tx():
+            sent += 1
+    assert sent == 3 and n.c.status()["drops"]["no_port"] == 10
+    assert n.c.status()["drops"]["rate_limited"] == 7
+    n.now += 1000  # the bucket refills: one more a third of a second
+    d = _udp_to(n, 8)
+    n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now)
+    assert n.c.pop_tx() > 0
+
+
+def test_bind_rejects_bad_and_duplicate_ports():
+    c = qualified().c
+    for bad in (0, 65536, -1, "7"):
+        try:
+            c.bind(bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("bound %r" % (bad,))
+    c.bind(7)
+    try:
+        c.bind(7)
+    except ValueError as e:
+        assert "already" in str(e)
+    else:
+        raise AssertionError("bound 7 twice")
+
+
 class _Tracked(int):
     """An int that records the largest product it takes part in."""
     top = [0]
@@ -195,7 +264,7 @@ def test_udp_with_zero_checksum_is_dropped():
     # one whose data make the sum come out right is discarded
     n = qualified()
     c = n.c
-    c.bind(9)
+    c.bind(9)  # a bound port: the control datagram is delivered
     peer = _teredo_peer()
     b = bytearray(48 + 2)
     wire.build_udp6(b, 0, peer, c.address, 9, 9, b"\x00\x00", 2)
@@ -291,74 +360,3 @@ def test_relayed_bubble_without_origin_answered_at_the_teredo_mapping():
     d = _relayed_bubble(c, ip6(V6HOST))
     c.on_datagram(d, len(d), ip4(SERVER), proto.PORT, n.now)
     assert c.pop_tx() == 0
-
-
-
-
-def _udp_to(n, dport, src=V6HOST, data=b"abcd"):
-    b = bytearray(48 + len(data))
-    wire.build_udp6(b, 0, ip6(src), n.c.address, 5353, dport, data, len(data))
-    return bytes(b)
-
-
-def test_udp_demultiplexed_by_port_and_unbound_answered_with_port_unreachable():
-    n = qualified()
-    n.c.ping(ip6(V6HOST), 1, n.now)
-    n.flush()
-    n.c.bind(7)
-    n.c.bind(9)
-    for port in (7, 9):
-        d = _udp_to(n, port)
-        assert n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now) == EV_UDP
-        assert n.c.ev_dport == port
-    d = _udp_to(n, 8)
-    assert n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now) == 0
-    assert n.c.status()["drops"]["no_port"] == 1
-    k = n.c.pop_tx()
-    assert k == 40 + 8 + len(d)  # the error carries the whole (small) datagram
-    err = bytes(n.c.tx_mv[n.c.tx_off:n.c.tx_off + k])
-    assert n.c.tx_addr == (RELAY, proto.PORT)
-    assert err[6] == proto.NH_ICMPV6 and err[8:24] == n.c.address and err[24:40] == ip6(V6HOST)
-    assert err[40] == 1 and err[41] == 4 and err[44:48] == bytes(4)  # RFC 4443 §3.1
-    assert err[48:] == d
-    assert wire.l4_sum(err, 0, proto.NH_ICMPV6, len(err) - 40) == 0xFFFF
-    n.c.unbind(7)
-    d = _udp_to(n, 7)
-    assert n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now) == 0
-    assert n.c.status()["drops"]["no_port"] == 2
-
-
-def test_port_unreachable_is_rate_limited_and_never_to_multicast():
-    n = qualified(unreach_rate=3)
-    n.c.ping(ip6(V6HOST), 1, n.now)
-    n.flush()
-    sent = 0
-    for _ in range(10):
-        d = _udp_to(n, 8)
-        n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now)
-        while n.c.pop_tx():
-            sent += 1
-    assert sent == 3 and n.c.status()["drops"]["no_port"] == 10
-    assert n.c.status()["drops"]["rate_limited"] == 7
-    n.now += 1000  # the bucket refills: one more a third of a second
-    d = _udp_to(n, 8)
-    n.c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now)
-    assert n.c.pop_tx() > 0
-
-
-def test_bind_rejects_bad_and_duplicate_ports():
-    c = qualified().c
-    for bad in (0, 65536, -1, "7"):
-        try:
-            c.bind(bad)
-        except ValueError:
-            pass
-        else:
-            raise AssertionError("bound %r" % (bad,))
-    c.bind(7)
-    try:
-        c.bind(7)
-    except ValueError as e:
-        assert "already" in str(e)
-    else:
-        raise AssertionError("bound 7 twice")

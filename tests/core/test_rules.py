@@ -245,6 +245,7 @@ def test_bubble_with_rfc6081_trailers_from_a_teredo_peer_is_trusted():
     # review A3: Windows peers append trailers (RFC 6081 §4) to bubbles
     n = qualified()
     c = n.c
+    c.bind(9)  # the UDP datagram below is for a bound port
     for i, tail in enumerate((b"\x01\x04\x01\x02\x03\x04", b"\x04\x04\x01\x00\x00\x00\x05\x02\x9c\x41")):
         d = peer_bubble(c, 40001 + i) + tail
         feed(n, d, PEER4, 40001 + i)
@@ -256,7 +257,6 @@ def test_bubble_with_rfc6081_trailers_from_a_teredo_peer_is_trusted():
     assert c.peers.find(d, 8) < 0 and drops(c, "trailer") == 1
     assert drops(c, "length") == 0
     # a trusted peer's UDP datagram with a trailer is delivered, without it
-    c.bind(9)
     b = bytearray(48 + 3)
     wire.build_udp6(b, 0, addr.build_teredo(ip4(SERVER), 0, 40001, ip4(PEER4)), c.address, 9, 9, b"abc", 3)
     d = bytes(b) + b"\x01\x04\x01\x02\x03\x04"

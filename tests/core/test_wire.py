@@ -209,6 +209,8 @@ def test_fast_eq_and_swap16_equal_plain():
     c[10] ^= 1
     assert not wire.eq(b, 3, c, 3, 16) and not wire.eq_plain(b, 3, c, 3, 16)
     assert wire.eq(bytes(b), 0, b, 0, 8)  # bytes and bytearray alike
+    assert wire.eq(memoryview(b), 5, bytes(b), 5, 16) and not wire.eq(memoryview(b), 5, b, 6, 16)
+    assert wire.eq(b, 0, c, 1, 0)  # nothing to compare: equal
     x = bytearray(b)
     y = bytearray(b)
     wire.swap16(x, 8, 24)

@@ -57,7 +57,7 @@ def test_loopback_ratios_and_size(results):
     assert r["mpy_bytes"] == sum(r["mpy_files"].values()) > 0
     assert "teredo_console.mpy" in r["mpy_files"] and "main.py" in r["mpy_files"]
     names = [n for n, _ in r["heap_map_bytes"]]
-    assert names[-1] == "total" and "Client() state and buffers" in names
+    assert names[-1] == "total" and "Interface(): Client() state and buffers" in names
 
 
 def test_lab_left_out_and_targets_say_so(results):

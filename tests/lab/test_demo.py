@@ -1,5 +1,6 @@
 """make demo (tools/demo.py) end to end: the lab, a virtual board, teredoctl
-flash/config/status/ping, pings both ways, the tshark summary, teardown.
+flash (with the UDP echo app)/config/status/ping, pings both ways, UDP to the
+board's app from the IPv6-only host, the tshark summary, teardown.
 Root only (network namespaces); CI runs it."""
 import os
 import re
@@ -49,9 +50,10 @@ def test_demo_walkthrough():
     assert took < 120, took
     # every step, in order
     steps = [int(n) for n in re.findall(r"^== (\d+)\. ", out, re.M)]
-    assert steps == list(range(1, 11)), steps
+    assert steps == list(range(1, 12)), steps
     assert re.search(r"all \d+ files verified by sha256", out)
     assert re.search(r"firmware \S+ started on", out)
+    assert "user app: udp_echo.py installed as teredo_user_app" in out
     assert "state     qualified  (NAT restricted)" in out
     address = re.search(r"^   address   (2001:0:c633:640a:\S+)$", out, re.M).group(1)
     assert "mapped IPv4  198.51.100.31" in out  # teredoctl decode: the NAT's public address
@@ -60,6 +62,12 @@ def test_demo_walkthrough():
     assert "relay found: 198.51.100.20:3544" in out
     assert "board -> 2001:db8:f::100: replies came back" in out
     assert "2001:db8:f::100 -> board: replies came back" in out
+    # UDP to the board's app, byte for byte
+    for msg in ("hello board", "UDP over Teredo", "from an IPv6-only host"):
+        n = len(msg)
+        assert "   sent b'%s' (%d bytes) -> received b'%s' (%d bytes)\n" % (msg, n, msg, n) in out
+    assert "2001:db8:f::100 -> board's app, UDP port 7: every datagram echoed" in out
+    assert re.search(r"board's app: teredo_user_app running; sockets UDP 7 rx [1-9]\d* tx [1-9]", out)
     # the tshark summary shows qualification at the server and the echo through the relay
     assert re.search(r"198\.51\.100\.31:\d+ > 198\.51\.100\.10:3544 \[auth\] .* Router Solicitation", out)
     assert "[orig=198.51.100.31:" in out and "Router Advertisement" in out
