@@ -146,13 +146,6 @@ def is_global_ipv4(b, off=0):
     return True
 
 
-def is_global_ipv6(b, off=0):
-    """Global unicast as IANA allocates it: 2000::/3 (RFC 4291 §2.4).  Not
-    ::, ::1, multicast, link-local, ULA, IPv4-mapped: nothing a relay or
-    Teredo peer may claim as its source, or that we send a test to."""
-    return (b[off] & 0xE0) == 0x20
-
-
 # ---- Teredo addresses (RFC 4380 §4) ---------------------------------------
 # 2001:0000:SSSS:SSSS:FFFF:PPPP:MMMM:MMMM with server IPv4 S, flags F,
 # obfuscated (bit-inverted) mapped port P and mapped IPv4 M.

@@ -40,7 +40,6 @@ DEFAULTS = (
     ("echo_rate", 200),                  # echo replies per second (0: no limit)
     ("echo_burst", 50),
     ("bubble_rate", 20),                 # unsolicited direct bubbles per second
-    ("peer_rate", 5),                    # new peer entries per second (burst: max_peers)
     ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
     ("unreach_rate", 10),                # ICMPv6 port unreachable per second (RFC 4443 §2.4 (f))
     ("max_ports", 8),                    # UDP ports that may be bound at once
@@ -58,13 +57,17 @@ NATS = ("unknown", "cone", "restricted", "symmetric")
 # at the first RA from the primary address (one round trip, as miredo); the
 # NAT-type tests of §5.2.1 then run in the background (NT_*) and only set the
 # status field, since RFC 5991 takes the cone bit out of the address.
-PH_NONE = const(0)
-PH_PRIMARY = const(1)     # RS to the primary address (with the cone RS, see _send_rs)
-PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
+_PH_NONE = const(0)
+_PH_PRIMARY = const(1)     # RS to the primary address (with the cone RS, see _send_rs)
+_PH_REFRESH = const(2)     # qualified; refresh RS outstanding (§5.2.5)
+_PH_STOPPED = const(3)     # stop(): nothing until start()
 _NT_NONE = const(0)
 _NT_CONE = const(1)        # waiting T for the cone RA from the secondary address
-_NT_S2 = const(2)          # RS to the secondary address outstanding
-_NT_CHECK = const(3)       # its mapping differed: the primary's again (symmetric?)
+_NT_CHECK = const(2)       # the secondary's mapping differed: the primary's again
+_NT_S2 = const(3)          # RS to the secondary address outstanding: _NT_S2 + tries - 1
+# New peer entries per second (a burst of max_peers), from a bucket of their
+# own (§7.3.3: a flood of new sources must not churn the peer table).
+_PEER_RATE = const(5)
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
@@ -73,15 +76,15 @@ EV_ECHO_REPLY = const(1)  # reply to ping(): ev_seq, source at rx[ev_src]
 EV_UDP = const(2)         # UDP datagram: rx[ev_off:ev_off+ev_len], ev_sport, ev_dport
 EV_TCP = const(3)         # TCP segment: the IPv6 packet rx[ev_off:ev_off+ev_len], for tcp.on_segment
 
-UNREACHABLE = const(21)
-NO_PORT = const(22)       # UDP datagram for a port nobody bound
+UNREACHABLE = const(20)
+NO_PORT = const(21)       # UDP datagram for a port nobody bound
 DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port")
 
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
 TX_SLOTS = const(8)
 _ORIGIN_SLOTS = const(4)  # recent origins answered with a bubble (_reply_bubble)
-HALF = const(0x20000000)
+_HALF = const(0x20000000)
 # Ticks wrap at 2**30 ms (6.2 days of difference): on_timer runs at least
 # every _WAKE_MS (next_deadline says so) and clamps every stored past time to
 # at most _AGE_MS ago, longer than any window it is compared with (300 s of
@@ -96,15 +99,15 @@ _NAT_UDP_TIMEOUT_MS = const(300000)
 def _diff(a, b):
     """a - b for tick values that wrap at 2**30, kept within small ints."""
     d = a - b
-    if d >= HALF:
-        d = d - HALF - HALF
-    elif d < -HALF:
-        d = d + HALF + HALF
+    if d >= _HALF:
+        d = d - _HALF - _HALF
+    elif d < -_HALF:
+        d = d + _HALF + _HALF
     return d
 
 
 def _add(a, dt):
-    m = HALF - dt + HALF  # 2**30 - dt without making 2**30
+    m = _HALF - dt + _HALF  # 2**30 - dt without making 2**30
     if a >= m:
         return a - m
     return a + dt
@@ -173,9 +176,8 @@ class Client:
         self.state = OFFLINE
         self.nat = 0
         self.error = None
-        self.phase = PH_NONE
+        self.phase = _PH_NONE
         self.nt = _NT_NONE
-        self.nt_tries = 0
         self.nt_deadline = 0
         self.warning = None
         self.address = bytearray(16)
@@ -187,7 +189,6 @@ class Client:
         self.mtu = proto.MTU_DEFAULT
         self.nonce_cone = bytearray(8)
         self.nonce_nc = bytearray(8)
-        self.nonce_s2 = bytearray(8)
         self.cone_sent = False
         self.s2_t = -1        # when we last wrote to the secondary address (-1: never)
         self.tries = 0
@@ -195,17 +196,17 @@ class Client:
         self.backoff = cfg["backoff_min_ms"]
         self.last_server = 0
         self.refresh_at = 0
-        self.running = False
-        self.up = [0, 0, 0]       # uptime: whole seconds, ms not yet a second, counted up to
+        # uptime: whole seconds, ms not yet a second, counted up to; and the
+        # uptime of the last connectivity test that passed (-1: none)
+        self.up = [0, 0, 0, -1]
         self.relay = None
-        self.relay_ok = -1        # uptime_s of the last connectivity test that passed
         self.local = None
         self._now = 0
-        self.og4 = bytearray(4 * _ORIGIN_SLOTS)
-        self.og = [0] * (2 * _ORIGIN_SLOTS + 1)  # their ports, times of the bubble, next slot
-        # token buckets: echo replies, unsolicited bubbles, new peer entries, ICMPv6 errors
-        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["max_peers"] * 1000,
-                       cfg["unreach_rate"] * 1000]
+        # origins: IPv4 high and low 16 bits, port, time of the bubble; next slot
+        self.og = [0] * (4 * _ORIGIN_SLOTS + 1)
+        # token buckets: echo replies, unsolicited bubbles, ICMPv6 errors, new peer entries
+        self.tokens = [cfg["echo_burst"] * 1000, cfg["bubble_rate"] * 1000, cfg["unreach_rate"] * 1000,
+                       cfg["max_peers"] * 1000]
         self.tokens_t = [0, 0, 0, 0]
         self.ports = []  # bound UDP ports: datagrams for others are dropped (no_port)
         self.ev_seq = 0
@@ -220,11 +221,10 @@ class Client:
     def start(self, now):
         self._now = now
         self.error = None
-        self.running = True
-        self.relay_ok = -1
         self.up[0] = 0
         self.up[1] = 0
         self.up[2] = now
+        self.up[3] = -1
         for i in range(len(self.tokens_t)):
             self.tokens_t[i] = now
         self._qualify(now)
@@ -233,12 +233,12 @@ class Client:
         """The shell lost its socket or link: forget the address and stay
         offline, saying why, until start() is called again."""
         self._forget_address()
-        self.phase = PH_NONE
+        self.phase = _PH_NONE
         self.warning = None
         self.error = why
         self.backoff = self.cfg["backoff_min_ms"]
         self._set_state(OFFLINE, self._now)
-        self.running = False
+        self.phase = _PH_STOPPED
 
     def set_refresh(self, refresh_s, now):
         """A new refresh interval (§5.2.5), in force from the next refresh on:
@@ -257,7 +257,7 @@ class Client:
         """The earliest time on_timer wants to run (ticks ms): never later
         than _WAKE_MS from the last time seen (see _AGE_MS)."""
         d = _add(self._now, _WAKE_MS)
-        if self.running and _diff(self.deadline, d) < 0:
+        if self.phase != _PH_STOPPED and _diff(self.deadline, d) < 0:
             d = self.deadline
         if self.nt and _diff(self.nt_deadline, d) < 0:
             d = self.nt_deadline
@@ -360,7 +360,7 @@ class Client:
             "relay": self.relay,
             "refresh_s": self.cfg["refresh_s"],
             "uptime_s": self._age(self._now),
-            "relay_ok_s_ago": self.up[0] - self.relay_ok if self.relay_ok >= 0 else None,
+            "relay_ok_s_ago": self.up[0] - self.up[3] if self.up[3] >= 0 else None,
             "peers": self.peers.count(),
             "rx": self.rx_count,
             "tx": self.tx_count,
@@ -374,7 +374,7 @@ class Client:
     def on_timer(self, now):
         self._now = now
         self._age(now)
-        if not self.running:
+        if self.phase == _PH_STOPPED:
             return
         if _diff(now, self.deadline) >= 0:
             self._state_timer(now)
@@ -408,10 +408,10 @@ class Client:
                     if _diff(now, v[f]) > _AGE_MS:
                         v[f] = old
         og = self.og
-        for k in range(_ORIGIN_SLOTS, 2 * _ORIGIN_SLOTS):
+        for k in range(3, 4 * _ORIGIN_SLOTS, 4):
             if _diff(now, og[k]) > _AGE_MS:
                 og[k] = old
-        for k in range(3):
+        for k in range(len(self.tokens_t)):
             if _diff(now, self.tokens_t[k]) > _AGE_MS:
                 self.tokens_t[k] = old
         if self.s2_t >= 0 and _diff(now, self.s2_t) > _AGE_MS:
@@ -420,21 +420,21 @@ class Client:
 
     def _state_timer(self, now):
         ph = self.phase
-        if self.state == QUALIFIED and ph != PH_REFRESH:
+        if self.state == QUALIFIED and ph != _PH_REFRESH:
             # §5.2.5: refresh when nothing came from the server within the
             # randomised refresh interval
             if _diff(now, self.refresh_at) >= 0:
-                self.phase = PH_REFRESH
+                self.phase = _PH_REFRESH
                 self.tries = 0
                 self._send_rs(now)
             else:
                 self.deadline = self.refresh_at
             return
-        if ph == PH_PRIMARY or ph == PH_REFRESH:
+        if ph == _PH_PRIMARY or ph == _PH_REFRESH:
             if self.tries < self.cfg["qual_tries"]:
                 self._send_rs(now)
                 return
-            if ph == PH_REFRESH:
+            if ph == _PH_REFRESH:
                 self._lost(now, "server %s stopped answering refreshes; requalifying"
                            % self.server_addr[0])
             else:
@@ -447,7 +447,7 @@ class Client:
 
     def _qualify(self, now):
         self._set_state(QUALIFYING, now)
-        self.phase = PH_PRIMARY
+        self.phase = _PH_PRIMARY
         self.nt = _NT_NONE
         self.tries = 0
         self.cone_sent = False
@@ -458,28 +458,29 @@ class Client:
         ask the secondary address; N tries, T apart."""
         if self.nt == _NT_CONE:
             self._random(self.nonce_cone, 8)  # a late cone RA is stale from now on
-            self.nt_tries = 0
-        elif self.nt_tries >= self.cfg["qual_tries"]:
+            self.nt = _NT_S2 - 1
+        elif self.nt - _NT_S2 + 1 >= self.cfg["qual_tries"]:
             # §5.2.1 would call the service unusable; but the primary address
             # answers and relays, so keep serving with the NAT type unknown
             # (as miredo, which never asks the secondary address).
             self.nt = _NT_NONE
-            self._set_nat(0)
+            self.nat = 0
+            self.changes += 1
             self.warning = ("secondary server address %s did not answer: NAT type unknown"
                             % self.server2_addr[0])
             if self.state != QUALIFIED:
                 self._qualified(self.first4, self.first_port, self.mtu, now)
             return
-        self.nt = _NT_S2
-        self.nt_tries += 1
+        self.nt += 1  # one more try
         self.s2_t = now
-        self._rs(self.nonce_s2, False, self.server2_addr)
+        # the cone nonce, fresh: the cone test is over (a cone RA is refused)
+        self._rs(self.nonce_cone, False, self.server2_addr)
         self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
 
     def _lost(self, now, why):
         self._forget_address()
         self.error = why
-        self.phase = PH_NONE
+        self.phase = _PH_NONE
         self._set_state(OFFLINE, now)
         self.deadline = _add(now, self.backoff)
         self.backoff = min(self.backoff * 2, self.cfg["backoff_max_ms"])
@@ -492,12 +493,7 @@ class Client:
         for i in range(self.peers.n):
             self.peers.free(i)
         self.relay = None
-        self.relay_ok = -1
-
-    def _set_nat(self, nat):
-        if self.nat != nat:
-            self.nat = nat
-            self.changes += 1  # shells report status at every change
+        self.up[3] = -1
 
     def _set_state(self, s, now):
         if self.state != s:
@@ -516,7 +512,7 @@ class Client:
         cone bit: since RFC 5991 our address has C = 0 (§5.2.5 asks for the
         cone bit that qualified us)."""
         self.tries += 1
-        if (self.phase == PH_PRIMARY and self.cfg["cone_probe"]
+        if (self.phase == _PH_PRIMARY and self.cfg["cone_probe"]
                 and (self.s2_t < 0 or _diff(now, self.s2_t) >= _NAT_UDP_TIMEOUT_MS)):
             self.cone_sent = True
             self._rs(self.nonce_cone, True, self.server_addr)
@@ -606,7 +602,7 @@ class Client:
                     self._drop(wire.CHECKSUM)
                     return EV_NONE
                 self._trust(p, src4, sport, now)
-                self.relay_ok = self._age(now)
+                self.up[3] = self._age(now)
                 self.relay = "%s:%d" % (peers.addr[p][0], sport)
                 self.changes += 1
                 return EV_NONE
@@ -639,9 +635,10 @@ class Client:
         nh = rx[ip + 6]
         plen = n - ip - 40
         r = wire.UNSUPPORTED
-        if not addr.is_global_ipv6(rx, ip + 8):
-            # ::, ::1, multicast, link-local...: a spoofed source (§5.2.3
-            # case 6, §7.3.3); never answered, never given an entry or a test
+        if (rx[ip + 8] & 0xE0) != 0x20:
+            # not global unicast, 2000::/3 (RFC 4291 §2.4): ::, ::1, multicast,
+            # link-local, ULA, IPv4-mapped...: a spoofed source (§5.2.3 case 6,
+            # §7.3.3); never answered, never given an entry or a test
             r = wire.NON_GLOBAL
         elif nh == proto.NH_TCP:
             # checked (length, checksum) by the TCP, which parses it anyway
@@ -704,7 +701,7 @@ class Client:
         rx = self.rx
         if rx[ip + 8] == 0xFF or addr.is_unspecified(rx, ip + 8):
             return
-        if not self._token(3, now, self.cfg["unreach_rate"], self.cfg["unreach_rate"]):
+        if not self._token(2, now, self.cfg["unreach_rate"], self.cfg["unreach_rate"]):
             self.drops[wire.RATE_LIMITED] += 1
             return
         c = n - ip
@@ -732,7 +729,8 @@ class Client:
         cone_dst = wire.eq(rx, ip + 24, proto.LL_CONE, 0, 16)
         from_primary = wire.eq(src4, 0, self.server4, 0, 4)
         # one nonce per kind of RS outstanding: cone, primary, secondary
-        nonce = self.nonce_cone if cone_dst else (self.nonce_nc if from_primary else self.nonce_s2)
+        # one nonce per kind of RS outstanding: primary, and cone or secondary
+        nonce = self.nonce_nc if from_primary and not cone_dst else self.nonce_cone
         ll = proto.LL_CONE if cone_dst else proto.LL_NONCONE
         r = wire.parse_ra(rx, hdr, nonce, ll, self.server4, self.res, self.tmp4)
         if r:
@@ -743,25 +741,27 @@ class Client:
         m4 = self.tmp4
         port = self.res[0]
         mtu = self.res[1]
-        qualifying = self.state == QUALIFYING and self.phase == PH_PRIMARY
+        qualifying = self.state == QUALIFYING and self.phase == _PH_PRIMARY
         if cone_dst:
             # A cone RA must come from the other address (§5.3.2); from the
             # same one it proves nothing about the NAT.
             if from_primary or not (qualifying or self.nt == _NT_CONE):
                 self._drop(wire.RA_INVALID)
                 return
-            self._set_nat(1)
+            self.nat = 1
+            self.changes += 1  # shells report status at every change
             self.nt = _NT_NONE
             if self.state != QUALIFIED:
                 self._qualified(m4, port, mtu, now)
             return
         if not from_primary:
-            if self.nt != _NT_S2:
+            if self.nt < _NT_S2:
                 self._drop(wire.RA_NONCE)
                 return
             self.nt = _NT_NONE
             if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
-                self._set_nat(2)
+                self.nat = 2
+                self.changes += 1
                 if self.state != QUALIFIED:
                     self._qualified(m4, port, mtu, now)
                 return
@@ -769,14 +769,15 @@ class Client:
             # the NAT may have rebooted since the primary's answer: ask the
             # primary again before calling it symmetric.
             self.nt = _NT_CHECK
-            self.phase = PH_REFRESH if self.state == QUALIFIED else PH_PRIMARY
+            self.nt_deadline = _add(now, _HALF - 1)  # the RS retries below time it
+            self.phase = _PH_REFRESH if self.state == QUALIFIED else _PH_PRIMARY
             self.tries = 0
             self._send_rs(now)
             return
         if self.nt == _NT_CHECK:
             self.nt = _NT_NONE
             if port == self.first_port and wire.eq(m4, 0, self.first4, 0, 4):
-                self.phase = PH_NONE
+                self.phase = _PH_NONE
                 self._forget_address()
                 self.nat = 3
                 self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
@@ -797,23 +798,24 @@ class Client:
             self.warning = None
             if self.nat == 3:
                 # it was symmetric: test again before using the address
-                self.phase = PH_NONE
-                self.deadline = _add(now, HALF - 1)
+                self.phase = _PH_NONE
+                self.deadline = _add(now, _HALF - 1)
             elif self._qualified(m4, port, mtu, now) and self.nat:
                 return  # same mapping and server as before: the NAT type stands
             else:
-                self._set_nat(0)
-            self.nt_tries = 0
+                self.nat = 0
+                self.changes += 1
             if self.cone_sent:
                 self.nt = _NT_CONE
                 self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
             else:
+                self.nt = _NT_S2 - 1  # no try yet
                 self._nat_timer(now)
             return
         if self.state == QUALIFIED:
             # §5.2.5: the mapping must still match our address
             if port == self.mapped_port and wire.eq(m4, 0, self.mapped4, 0, 4):
-                self.phase = PH_NONE
+                self.phase = _PH_NONE
                 self.tries = 0
                 self.mtu = mtu
                 self._schedule_refresh(now)
@@ -842,7 +844,7 @@ class Client:
                           port, mapped4, a, 0)
         self.has_address = True
         self.error = None
-        self.phase = PH_NONE
+        self.phase = _PH_NONE
         self.tries = 0
         self.backoff = self.cfg["backoff_min_ms"]
         self.changes += 1
@@ -857,7 +859,7 @@ class Client:
         r = self.cfg["refresh_s"] * 1000
         jitter = ((r // 4) * self.rand(10)) >> 10
         self.refresh_at = _add(now, r - jitter)
-        if self.phase != PH_REFRESH:
+        if self.phase != _PH_REFRESH:
             self.deadline = self.refresh_at
 
     # ---- transmit -------------------------------------------------------------
@@ -867,7 +869,7 @@ class Client:
         if n > self.mtu:
             return self._drop(wire.TOO_BIG)
         dst = ip + 24
-        if not addr.is_global_ipv6(buf, dst):
+        if (buf[dst] & 0xE0) != 0x20:  # not 2000::/3 (RFC 4291 §2.4)
             return self._drop(wire.NON_GLOBAL)  # no connectivity test to ff02::1 etc.
         peers = self.peers
         v = peers.v
@@ -880,8 +882,11 @@ class Client:
             v[b + F_LAST_USE] = now
             return self._tx(mv, ip, n, peers.addr[p])
         if p < 0:
-            if not peers.queue_free():
-                return self._drop(wire.QUEUE_FULL)  # before taking an entry
+            for k in range(len(peers.qowner)):  # a free queue buffer, before taking an entry
+                if peers.qowner[k] < 0 and not peers.qrelease[k]:
+                    break
+            else:
+                return self._drop(wire.QUEUE_FULL)
             p = self._new_peer(buf, dst, now)
             if p < 0:
                 return -p
@@ -1002,18 +1007,21 @@ class Client:
         if og >= 0:
             # one per origin per 2 s: a few recent origins are remembered
             g = self.og
+            hi = (t4[0] << 8) | t4[1]
+            lo = (t4[2] << 8) | t4[3]
             k = 0
-            while k < _ORIGIN_SLOTS and not (g[k] == port and wire.eq(self.og4, k * 4, t4, 0, 4)):
-                k += 1
-            if k == _ORIGIN_SLOTS:
-                k = g[2 * _ORIGIN_SLOTS]  # the oldest is replaced
-                g[2 * _ORIGIN_SLOTS] = (k + 1) % _ORIGIN_SLOTS
-                self.og4[k * 4:k * 4 + 4] = t4
-                g[k] = port
-            elif _diff(now, g[_ORIGIN_SLOTS + k]) < proto.BUBBLE_MIN_GAP_MS:
+            while k < 4 * _ORIGIN_SLOTS and not (g[k] == hi and g[k + 1] == lo and g[k + 2] == port):
+                k += 4
+            if k == 4 * _ORIGIN_SLOTS:
+                k = g[k]  # the oldest is replaced
+                g[4 * _ORIGIN_SLOTS] = (k + 4) % (4 * _ORIGIN_SLOTS)
+                g[k] = hi
+                g[k + 1] = lo
+                g[k + 2] = port
+            elif _diff(now, g[k + 3]) < proto.BUBBLE_MIN_GAP_MS:
                 self._drop(wire.RATE_LIMITED)
                 return
-            g[_ORIGIN_SLOTS + k] = now
+            g[k + 3] = now
         else:
             p = self.peers.find(rx, src)
             if p < 0:
@@ -1033,11 +1041,11 @@ class Client:
         drop reason (counted).  New entries come from a token bucket of their own
         (§7.3.3: a flood of new sources, spoofed or not, must not churn the
         table) and never evict a valid trusted one (PeerTable.new)."""
-        if not self._token(2, now, self.cfg["peer_rate"], self.cfg["max_peers"]):
+        if not self._token(3, now, _PEER_RATE, self.cfg["max_peers"]):
             return -self._drop(wire.RATE_LIMITED)
         p = self.peers.new(buf, off, now, _sub(now, proto.PEER_VALID_MS))
         if p < 0:
-            return -self._drop(wire.PEERS_FULL)
+            return -self._drop(wire.QUEUE_FULL)  # every entry valid and trusted
         return p
 
     def _trust(self, p, src4, sport, now):
@@ -1101,9 +1109,9 @@ class Client:
                 buf[i + 1] = v & 0xFF
 
     def _token(self, k, now, rate, burst):
-        """Token bucket k (0: echo replies, 1: unsolicited bubbles, 2: new
-        peer entries), in
-        milli-tokens so that it stays in small ints.  rate 0: no limit."""
+        """Token bucket k (0: echo replies, 1: unsolicited bubbles, 2: ICMPv6
+        errors, 3: new peer entries), in milli-tokens so that it stays in
+        small ints.  rate 0: no limit."""
         if rate == 0:
             return True
         t = self.tokens[k]
@@ -1124,7 +1132,7 @@ def _sub(a, dt):
     """a - dt for 0 <= dt < 2**29, wrapping at 2**30."""
     d = a - dt
     if d < 0:
-        d = d + HALF + HALF
+        d = d + _HALF + _HALF
     return d
 
 

@@ -150,13 +150,6 @@ class PeerTable:
         v[b + F_QLEN] = o + 2 + n
         return True
 
-    def queue_free(self):
-        """True when a queue buffer is free to borrow."""
-        for k in range(len(self.qbufs)):
-            if self.qowner[k] < 0 and not self.qrelease[k]:
-                return True
-        return False
-
     def drop_queue(self, i):
         b = i * NF
         q = self.v[b + F_Q]

@@ -27,18 +27,17 @@ UNTRUSTED = const(10)     # from an unknown non-Teredo source, no test pending
 NON_GLOBAL = const(11)    # would send to / came from a non-global IPv4 (§5.2.4)
 NOT_QUALIFIED = const(12) # data packet while not qualified
 UNSUPPORTED = const(13)   # well formed, but nothing we handle (e.g. other ICMPv6)
-QUEUE_FULL = const(14)    # no room left to queue a packet for a peer
+QUEUE_FULL = const(14)    # no room left to queue a packet for a peer (or an entry for it)
 TX_FULL = const(15)       # no room left in the transmit ring
 RATE_LIMITED = const(16)  # a reply or bubble held back by a rate limit
 FROM_SERVER = const(17)   # unexpected packet from the server
 TOO_BIG = const(18)       # larger than the link MTU
-TRAILER = const(19)       # malformed RFC 6081 trailer after the IPv6 packet
-PEERS_FULL = const(20)    # every peer entry is a valid trusted one (none evicted)
+_TRAILER = const(19)      # malformed RFC 6081 trailer after the IPv6 packet
 
 DROP_NAMES = ("ok", "short", "encap", "not_ipv6", "length", "checksum", "ra_invalid",
               "ra_nonce", "not_for_us", "spoofed", "untrusted", "non_global",
               "not_qualified", "unsupported", "queue_full", "tx_full", "rate_limited",
-              "from_server", "too_big", "trailer", "peers_full")
+              "from_server", "too_big", "trailer")
 
 # Indexes into the header-offsets list filled by parse_encap.
 H_IP = const(0)       # offset of the IPv6 header
@@ -131,12 +130,12 @@ def parse_encap(buf, n, hdr):
     o = end
     while o < n:
         if o + 2 > n or o + 2 + buf[o + 1] > n:
-            return TRAILER
+            return _TRAILER
         t = buf[o]
         k = buf[o + 1]
         if (((t == 1 or t == 4) and k != 4) or (t == 5 and k != 2)
                 or (t == 3 and (k < 8 or k > 26 or (k - 2) % 6))):
-            return TRAILER
+            return _TRAILER
         o += 2 + k
     hdr[H_IP] = off
     hdr[H_END] = end

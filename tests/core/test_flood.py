@@ -106,7 +106,7 @@ def test_bubble_flood_from_spoofed_teredo_sources():
     assert c.rx_count - rx == FLOOD
     # valid case 3 bubbles, but new entries have their own bucket and never
     # evict valid trusted ones (review A2): the rest are dropped, counted
-    assert set(st["drops"]) <= {"rate_limited", "peers_full"} and st["drops"]
+    assert set(st["drops"]) <= {"rate_limited", "queue_full"} and st["drops"]
     assert b.sent == 0  # a bubble is never answered: no amplification
     assert st["peers"] == c.cfg["max_peers"] and st["state"] == "qualified"
     assert grown < HEAP_SLACK, grown
@@ -121,14 +121,14 @@ def test_echo_flood_from_spoofed_teredo_sources_rate_limited():
     _teredo_flood(n, pkt, 56, True)
     before = heap()
     limited = c.drops[wire.RATE_LIMITED]
-    full = c.drops[wire.PEERS_FULL]
+    full = c.drops[wire.QUEUE_FULL]
     b = _teredo_flood(n, pkt, 56, True)
     grown = heap() - before
-    # each new source needs a new entry: those come 5 per second (peer_rate)
+    # each new source needs a new entry: those come 5 per second (_PEER_RATE)
     # and never evict valid trusted ones; the replies, from the echo bucket
-    rate = c.cfg["peer_rate"]
+    rate = 5  # client._PEER_RATE
     assert 0 < b.sent <= c.cfg["max_peers"] + rate * FLOOD * STEP_MS // 1000
-    assert b.sent + c.drops[wire.RATE_LIMITED] - limited + c.drops[wire.PEERS_FULL] - full == FLOOD
+    assert b.sent + c.drops[wire.RATE_LIMITED] - limited + c.drops[wire.QUEUE_FULL] - full == FLOOD
     assert c.status()["peers"] == c.cfg["max_peers"]
     assert grown < HEAP_SLACK, grown
 
