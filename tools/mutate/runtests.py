@@ -13,7 +13,8 @@
 import sys
 import time
 
-FIRST = ("test_wire", "test_addr", "test_edges", "test_rules", "test_qualify", "test_native",
+FIRST = ("test_wire", "test_addr", "test_edge_csum", "test_edge_parse", "test_edge_addr", "test_peertable",
+         "test_rules", "test_qualify", "test_native",
          "test_peers", "test_timers")
 LAST = ("test_alloc", "test_flood")
 SKIP = ("test_fuzz",)
