@@ -175,6 +175,11 @@ def test_build_udp6_fields():
     b2 = bytearray(b"\xee" * 60)
     assert wire.build_udp6(b2, 0, A, B, 1, 2, None, 0) == 48
     assert b2[48] == 0xEE
+    # a payload already in place (None) and a length over 255
+    b3 = bytearray(b"\x5a" * 400)
+    assert wire.build_udp6(b3, 0, A, B, 1, 2, None, 300) == 348
+    assert b3[44] == 308 >> 8 and b3[45] == 308 & 0xFF and b3[4] == 1 and b3[5] == 308 & 0xFF
+    assert b3[48:348] == b"\x5a" * 300 and wire.l4_sum(b3, 0, proto.NH_UDP, 308) == 0xFFFF
 
 
 def test_build_echo_fields():

@@ -63,6 +63,18 @@ def test_encap_origin_after_auth_and_its_limits():
     assert wire.parse_encap(o2, 48, hdr) == wire.SHORT  # origin fills it, no IPv6 after
 
 
+def test_encap_auth_header_then_one_or_two_bytes():
+    # what follows an auth header that leaves 1 or 2 bytes: not an origin
+    # indication (8 bytes), not an IPv6 header (40)
+    hdr = [0, 0, 0, 0]
+    for extra, want in ((b"\x00", wire.ENCAP), (b"\x00\x00", wire.SHORT), (b"\x60", wire.SHORT),
+                        (b"\x00\x00" + bytes(6), wire.SHORT)):
+        a = bytearray(40)
+        wire.build_auth(a, 0, NONCE, bytes(27))
+        a += extra
+        assert wire.parse_encap(a, len(a), hdr) == want, extra
+
+
 def test_encap_version_nibble():
     hdr = [0, 0, 0, 0]
     for first, want in ((0x60, wire.OK), (0x6F, wire.OK), (0x50, wire.NOT_IPV6), (0x70, wire.NOT_IPV6),
@@ -163,6 +175,21 @@ def test_ra_checksum_every_byte_counts():
     assert _parse(b)[0] == wire.CHECKSUM
 
 
+def test_ra_without_options_and_shorter_than_an_ra():
+    # 16 bytes: an RA with no option, so no prefix; 15: not an RA at all.  A
+    # bad checksum is reported as such only for a whole RA header.
+    for plen, good, bad in ((16, wire.RA_INVALID, wire.CHECKSUM), (15, wire.RA_INVALID, wire.RA_INVALID)):
+        b = bytearray(21 + 40 + plen)
+        wire.build_auth(b, 0, NONCE)
+        wire.build_origin(b, 13, 50000, ip4("203.0.113.7"))
+        wire.build_ipv6(b, 21, plen, proto.NH_ICMPV6, 255, SERVER_LL, proto.LL_NONCONE)
+        b[61] = proto.ICMP_RA
+        wire.set_l4_checksum(b, 21, proto.NH_ICMPV6, plen, 63)
+        assert _parse(b)[0] == good, plen
+        b[len(b) - 1] ^= 0x40
+        assert _parse(b)[0] == bad, plen
+
+
 def test_ra_prefix_option_every_field():
     ip = 21
     pio = ip + 56
@@ -197,6 +224,7 @@ def test_ra_prefix_option_length_must_be_4_units():
 def test_ra_mtu_option_every_field():
     for mtu, want in ((1279, wire.RA_INVALID), (1280, wire.OK), (1281, wire.OK), (9000, wire.OK),
                       (65535, wire.OK), (65536, wire.RA_INVALID), (0x1000000 + 1500, wire.RA_INVALID),
+                      (0x10000 + 1500, wire.RA_INVALID), (0x01010000 + 1500, wire.RA_INVALID),
                       (0, wire.RA_INVALID)):
         r, v = _parse(_ra(mtu=mtu))
         assert r == want, mtu

@@ -313,6 +313,20 @@ def collect(out, module):
     res = {"module": module + ".py", "total": 0, "excluded_operators": 0, "not_run": 0,
            "no_test": 0, "incompetent": 0, "killed": 0, "timeouts": 0, "mutants": []}
     seen = set()
+    src = (base / "master" / "teredo" / (module + ".py")).read_text().splitlines()
+
+    def function_of(m):
+        """The def a mutant is in; for a decorator, the def it decorates."""
+        if m.definition_name:
+            return m.definition_name
+        k = m.start_pos[0] - 1
+        if 0 <= k < len(src) and src[k].lstrip().startswith("@"):
+            while k < len(src) and not src[k].lstrip().startswith("def "):
+                k += 1
+            if k < len(src):
+                return src[k].split("def ", 1)[1].split("(", 1)[0]
+        return None
+
     for d in sorted(base.glob("shard*")):
         with use_db(str(d / "session.sqlite"), WorkDB.Mode.open) as db:
             results = dict(db.results)
@@ -342,7 +356,7 @@ def collect(out, module):
                     old, new = diff_lines(r.diff)
                     res["mutants"].append({
                         "module": module + ".py", "line": m.start_pos[0], "col": m.start_pos[1],
-                        "function": m.definition_name, "operator": m.operator_name.split("/", 1)[1],
+                        "function": function_of(m), "operator": m.operator_name.split("/", 1)[1],
                         "occurrence": m.occurrence, "old": old, "new": new})
     res["mutants"].sort(key=lambda x: (x["line"], x["col"], x["operator"], x["occurrence"]))
     return res
