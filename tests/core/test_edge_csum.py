@@ -171,7 +171,7 @@ def test_build_udp6_fields():
     assert wire.build_udp6(b, 0, A, B, 0x1234, 0xFEDC, b"abc", 3) == 51
     assert b[40:46] == bytes([0x12, 0x34, 0xFE, 0xDC, 0, 11])
     assert b[48:51] == b"abc" and b[51] == 0xEE
-    assert b[4] == 0 and b[5] == 11 and b[6] == proto.NH_UDP and b[7] == proto.HOP_LIMIT
+    assert b[4] == 0 and b[5] == 11 and b[6] == 17 and b[7] == 64  # hop limit of what we originate
     b2 = bytearray(b"\xee" * 60)
     assert wire.build_udp6(b2, 0, A, B, 1, 2, None, 0) == 48
     assert b2[48] == 0xEE

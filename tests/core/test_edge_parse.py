@@ -239,6 +239,21 @@ def test_ra_mtu_option_every_field():
     assert _parse(_ra(mtu_opt=False, extra=bytes(m)))[0] == wire.RA_INVALID
 
 
+def test_ra_option_types_are_rfc4861_numbers():
+    # RFC 4861 §4.6: Prefix Information is type 3, MTU type 5 (written here
+    # as numbers, not with the constants the parser itself uses)
+    b = _ra(mtu=1500)
+    pio = 21 + 56
+    assert b[pio] == 3 and b[pio + 1] == 4 and b[pio + 32] == 5 and b[pio + 33] == 1
+    assert b[21 + 40] == 134 and b[21 + 7] == 255
+    assert _parse(b)[0] == wire.OK and _parse(b)[1][1] == 1500
+    for k, v in ((pio, 4), (pio, 2), (pio + 32, 6), (pio + 32, 4)):
+        c = bytearray(b)
+        c[k] = v
+        r, res = _parse(c, fix=True)
+        assert r != wire.OK or res[1] == 1280, (k, v)
+
+
 def test_ra_options_at_the_end_of_the_packet():
     # an unknown option is skipped; one that ends exactly at the end is fine
     sll = b"\x01\x01\x00\x00\x00\x00\x00\x00"

@@ -61,6 +61,19 @@ def test_find_compares_every_byte():
         t.free(j)
 
 
+def test_new_copies_16_bytes_from_inside_a_datagram():
+    # as the client calls it: the address sits inside a longer datagram
+    t = PeerTable(3, 1, 1280)
+    first = sizes(t)
+    for i in range(3):
+        d = b"\xee" * 24 + addr_n(i) + b"\xdd" * 40
+        j = t.new(d, 24, i, 0)
+        assert bytes(t.ip6[j * 16:j * 16 + 16]) == addr_n(i)
+    assert sizes(t) == first
+    for i in range(3):
+        assert t.find(addr_n(i), 0) == i
+
+
 def test_new_sets_every_field():
     t = PeerTable(2, 1, 1280)
     a = ip6("2001:0:c633:640a::1")
