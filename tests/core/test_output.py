@@ -233,3 +233,38 @@ def test_refresh_rs_and_a_bubble_in_one_turn_are_both_intact():
             assert wire.l4_sum(d, ip, proto.NH_ICMPV6, 8) == 0xFFFF
         else:
             assert d[ip + 6] == proto.NH_NONE and len(d) == 40
+
+
+def test_connectivity_test_fits_in_the_last_56_bytes_of_the_arena():
+    for size, fits in ((216, True), (217, False)):
+        n = with_relay()
+        c = n.c
+        sent(c)
+        assert c.send_udp(ip6(V6HOST), 7, 7, bytes(1232), n.now) == 0       # 1280 bytes
+        # a ping of 216 bytes of data (264) to a new host leaves exactly 56 for its test
+        assert c.ping(ip6("2001:db8::5"), 1, n.now, size=size) == 0
+        out = sent(c)
+        assert [len(d) for _, _, d in out] == ([1280, 56] if fits else [1280]), size
+        assert drops(c, "tx_full") == (0 if fits else 1)
+        for t in conn_tests(out):
+            assert t[24:40] == ip6("2001:db8::5") and wire.l4_sum(t, 0, proto.NH_ICMPV6, 16) == 0xFFFF
+
+
+def test_bubbles_fit_in_the_last_80_bytes_of_the_arena_and_no_more():
+    for room, bubbles in ((80, 2), (79, 1), (40, 1), (39, 0)):
+        n = with_relay()
+        c = n.c
+        sent(c)
+        assert c.send_udp(ip6(V6HOST), 7, 7, bytes(1232), n.now) == 0            # 1280 bytes
+        peer = addr.build_teredo(ip4(SERVER), 0, 40001, ip4(PEER4))
+        assert c.send_udp(peer, 9, 9, bytes(1600 - 1280 - 48 - room), n.now) == 0  # queued
+        out = sent(c)
+        assert [len(d) for _, _, d in out] == [1280] + [40] * bubbles, room
+        assert out[0][2][48:] == bytes(1232) and wire.l4_sum(out[0][2], 0, proto.NH_UDP, 1240) == 0xFFFF
+        for _, _, d in out[1:]:
+            assert d[0] == 0x60 and d[6] == proto.NH_NONE and d[24:40] == peer
+        assert drops(c, "tx_full") == 0 or bubbles < 2
+
+
+def drops(c, name):
+    return c.status()["drops"].get(name, 0)
