@@ -222,6 +222,16 @@ def test_echo_bucket_burst_rate_and_exact_refill():
     assert _echo_replies(c, 1, t + 10) == 0
 
 
+def test_echo_bucket_never_rounds_a_refill_up():
+    # 199/s: 5 ms after one reply from a full bucket it holds 49.995 tokens
+    n = with_relay(echo_rate=199, echo_burst=50)
+    c = n.c
+    sent(c)
+    t = n.now + 10000
+    assert _echo_replies(c, 1, t) == 1
+    assert _echo_replies(c, 60, t + 5) == 49
+
+
 def test_echo_bucket_refill_counts_at_most_10_s_of_idle():
     n = with_relay(echo_rate=1, echo_burst=50)
     c = n.c
