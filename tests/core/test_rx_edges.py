@@ -60,6 +60,7 @@ def test_fresh_client_counts_and_config_limits():
     st = c.status()
     assert st["rx"] == 0 and st["tx"] == 0 and st["drops"] == {} and st["peers"] == 0
     assert st["server"] == SERVER and st["server2"] == "198.51.100.11" and st["state"] == "offline"
+    assert st["nat"] == "unknown" and st["address"] is None and st["mapped"] is None and st["uptime_s"] == 0
     for k, bad, good in (("max_peers", 0, 1), ("queue_slots", 0, 1), ("queue_bytes", 1279, 1280),
                          ("refresh_s", 9, 10), ("refresh_s", 3601, 3600)):
         try:
@@ -338,3 +339,34 @@ def test_refresh_lost_message_names_the_server():
     n.server_up = False
     n.run(31000 + 3 * 4000)
     assert SERVER + " stopped answering" in c.status()["error"]
+
+
+def test_non_cone_ra_must_come_from_the_primary_address():
+    # the non-cone RS went to the primary address: its RA from the secondary
+    # one proves nothing (RFC 4380 §5.2.1)
+    from harness import SERVER2, SERVER_LL, build_ra
+    n = Net("restricted")
+    n.server_up = False
+    c = n.c
+    c.start(n.now)
+    sent(c)
+    ra = build_ra(SERVER_LL, proto.LL_NONCONE, bytes(c.nonce_nc), ip4(NAT_WAN), 50000, ip4(SERVER))
+    c.on_datagram(ra, len(ra), ip4(SERVER2), proto.PORT, n.now + 10)
+    assert drops(c, "ra_invalid") == 1 and c.status()["state"] == "qualifying"
+    assert sent(c) == [] and c.next_deadline() == n.now + 4000
+
+
+def test_bubble_bucket_is_full_when_qualified():
+    n = Net("cone")
+    n.start()  # qualified at once: the cone RA came back in the same turn
+    c = n.c
+    assert c.status()["state"] == "qualified"
+    sent(c)
+    got = 0
+    for i in range(25):
+        o = bytearray(48)
+        wire.build_origin(o, 0, 3544, bytes([198, 18, 1, i]))
+        wire.build_bubble(o, 8, ip6("fe80::8000:ffff:ffff:fffe"), c.address)
+        c.on_datagram(o, 48, ip4(SERVER), proto.PORT, n.now)
+        got += len(sent(c))
+    assert got == 20
