@@ -189,43 +189,58 @@ def execute(core, out, shards, jobs, deadline):
     cut = False
     logs = Path(out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    while queue or running:
-        while queue and len(running) < jobs:
-            d = queue.pop(0)
-            copy_core(core, d)  # undo a mutation left by a run cut short
-            log = open(logs / ("%s-%s.log" % (d.parent.name, d.name)), "a")
-            p = subprocess.Popen([str(Path(sys.executable).parent / "cosmic-ray"), "exec",
-                                  "config.toml", "session.sqlite"], cwd=d, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-            running.append((p, d, log))
-            print("mutate: %s %s: %d mutants to run" % (d.parent.name, d.name, pending(d)), flush=True)
-        time.sleep(0.5)
-        for item in list(running):
-            p, d, log = item
-            if p.poll() is not None:
-                running.remove(item)
-                log.close()
-                copy_core(core, d)
-                if p.returncode != 0:
-                    print("mutate: cosmic-ray exec failed in %s (see %s)" % (d, log.name))
-        if time.monotonic() > deadline and (queue or running):
-            cut = True
-            for p, _d, _log in running:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except OSError:
-                    pass
-            for p, d, log in running:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
-                log.close()
-                copy_core(core, d)
-            # the test command may outlive its cosmic-ray: give it a moment
-            time.sleep(1)
-            break
+
+    def stop_all():
+        for p, _d, _log in running:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for p, d, log in running:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            log.close()
+            copy_core(core, d)
+        running[:] = []
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                d = queue.pop(0)
+                copy_core(core, d)  # undo a mutation left by a run cut short
+                log = open(logs / ("%s-%s.log" % (d.parent.name, d.name)), "a")
+                p = subprocess.Popen([str(Path(sys.executable).parent / "cosmic-ray"), "exec",
+                                      "config.toml", "session.sqlite"], cwd=d, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+                running.append((p, d, log))
+                print("mutate: %s %s: %d mutants to run" % (d.parent.name, d.name, pending(d)), flush=True)
+            time.sleep(0.5)
+            for item in list(running):
+                p, d, log = item
+                if p.poll() is not None:
+                    running.remove(item)
+                    log.close()
+                    copy_core(core, d)
+                    if p.returncode != 0:
+                        print("mutate: cosmic-ray exec failed in %s (see %s)" % (d, log.name))
+            if time.monotonic() > deadline and (queue or running):
+                cut = True
+                stop_all()
+                break
+    except KeyboardInterrupt:
+        print("mutate: interrupted; stopping the sessions (make mutate again resumes)")
+        cut = True
+        stop_all()
+    # the test command may outlive its cosmic-ray: give it a moment
+    if cut:
+        time.sleep(1)
     return not cut
 
 
