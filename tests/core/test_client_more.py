@@ -286,3 +286,51 @@ def test_queue_slot_not_reused_while_its_packets_wait_in_the_ring():
     out = sent(c)
     assert (PEER4, 40001) in to(out)
     assert [d[48:] for ip, port, d in out if (ip, port) == (PEER4, 40001)] == [b"for-a"]
+
+
+def test_option_of_the_wrong_type_is_refused_with_its_name():
+    for k, v in (("max_peers", "8"), ("cone_probe", 1), ("refresh_s", True)):
+        try:
+            Client(SERVER, rand=Rand(1), **{k: v})
+            raise AssertionError(k)
+        except ValueError as e:
+            assert k in str(e), str(e)
+
+
+def test_next_deadline_ignores_peers_without_a_test_running():
+    n = with_relay()
+    c = n.c
+    sent(c)
+    assert c.next_deadline() == c.deadline == c.refresh_at
+
+
+def test_echo_request_without_data():
+    n = with_relay()
+    c = n.c
+    sent(c)
+    b = bytearray(48)
+    wire.build_echo(b, 0, proto.ICMP_ECHO_REQUEST, ip6(V6HOST), c.address, 7, 8, None, 0)
+    c.on_datagram(b, 48, ip4(RELAY), proto.PORT, n.now)
+    out = sent(c)
+    assert len(out) == 1 and out[0][2][40] == proto.ICMP_ECHO_REPLY and len(out[0][2]) == 48
+    u = bytearray(48)
+    wire.build_udp6(u, 0, ip6(V6HOST), c.address, 1, 2, None, 0)
+    assert c.on_datagram(u, 48, ip4(RELAY), proto.PORT, n.now) == 2 and c.ev_len == 0  # EV_UDP
+
+
+def test_relay_answering_from_another_port_is_used_from_then_on():
+    n = qualified()
+    c = n.c
+    sent(c)
+    t = n.now
+    n.relay_up = False
+    c.ping(ip6(V6HOST), 1, t)
+    (test,) = [d for ip, port, d in sent(c) if ip == SERVER and len(d) == 56]
+    r = echo(c, ip6(V6HOST), typ=proto.ICMP_ECHO_REPLY, ident=0, seq=0, data=test[48:56])
+    c.on_datagram(r, 56, ip4(RELAY), proto.PORT, t + 10)
+    sent(c)
+    assert c.send_udp(ip6(V6HOST), 7, 7, b"again", t + 30010) == 0  # expired: tested again
+    (test,) = [d for ip, port, d in sent(c) if ip == SERVER and len(d) == 56]
+    r = echo(c, ip6(V6HOST), typ=proto.ICMP_ECHO_REPLY, ident=0, seq=0, data=test[48:56])
+    c.on_datagram(r, 56, ip4(RELAY), 3545, t + 30020)
+    assert to(sent(c)) == [(RELAY, 3545)] and c.status()["relay"] == RELAY + ":3545"

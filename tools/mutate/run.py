@@ -181,6 +181,28 @@ def baseline(core, out):
     return dt
 
 
+def kill_strays(d):
+    """cosmic-ray starts each test run in a session of its own, so stopping
+    cosmic-ray leaves the test run going (an endless-loop mutant never
+    ends): stop every process working in the shard's directory (Linux /proc;
+    elsewhere nothing to do)."""
+    d = str(Path(d).resolve())
+    try:
+        pids = [int(x) for x in os.listdir("/proc") if x.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            cwd = os.readlink("/proc/%d/cwd" % pid)
+        except OSError:
+            continue
+        if cwd == d or cwd.startswith(d + "/"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def execute(core, out, shards, jobs, deadline):
     """Run `cosmic-ray exec` on the shards, `jobs` at a time, until done or
     the deadline.  Returns True when every shard finished."""
@@ -203,6 +225,7 @@ def execute(core, out, shards, jobs, deadline):
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
             log.close()
+            kill_strays(d)
             copy_core(core, d)
         running[:] = []
 
@@ -490,6 +513,7 @@ def main(argv=None):
     ap.add_argument("--report-only", action="store_true")
     a = ap.parse_args(argv)
     t0 = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # execute() handles it itself
     core = Path(a.core).resolve()
     out = Path(a.out).resolve()
     modules = [m for m in a.modules.replace(",", " ").split() if m] or \

@@ -16,8 +16,8 @@ import sys
 import time
 
 FIRST = ("test_wire", "test_addr", "test_edge_csum", "test_edge_parse", "test_edge_addr", "test_peertable",
-         "test_rules", "test_qualify", "test_native",
-         "test_peers", "test_timers", "test_bounds", "test_output", "test_rx_edges", "test_client_more", "test_defaults")
+         "test_rules", "test_qualify", "test_native", "test_peers", "test_timers", "test_bounds",
+         "test_output", "test_rx_edges", "test_client_more", "test_defaults")
 LAST = ("test_alloc", "test_flood")
 SKIP = ("test_fuzz",)
 FLOOD = 2000
