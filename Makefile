@@ -21,7 +21,7 @@ TCP_TESTS := $(basename $(notdir $(wildcard tests/core/test_tcp*.py)))
 CORE_TESTS := $(filter-out $(TCP_TESTS),$(basename $(notdir $(wildcard tests/core/test_*.py))))
 NET_TESTS := $(filter-out $(TCP_TESTS),$(basename $(notdir $(shell grep -l '^from harness' tests/core/test_*.py))))
 
-.PHONY: all venv lint mpy romfs typecheck pytest mptest lab-deps test demo bench fuzz clean
+.PHONY: all venv lint mpy romfs typecheck pytest mptest lab-deps test demo bench fuzz mutate clean
 
 all: test
 
@@ -119,6 +119,25 @@ fuzz: mpy
 	$(PY) tests/core/fuzzcore.py $(FUZZ_CASES) $(FUZZ_SECONDS) $(FUZZ_SEED)
 	@rm -rf $(BUILD)/mp-run && mkdir -p $(BUILD)/mp-run && cp -r $(MPYDIR)/teredo $(BUILD)/mp-run/ && cp $(BUILD)/mp-tests/*.mpy $(BUILD)/mp-run/
 	$(BIN)/micropython -X heapsize=$(NET_HEAP) -c "import sys; sys.path.insert(0, '$(BUILD)/mp-run'); import fuzzcore; fuzzcore.main(['$(FUZZ_MP_CASES)', '$(FUZZ_SECONDS)', '$(FUZZ_SEED)'])"
+
+# Mutation testing of the core (not part of `make test`; tens of minutes):
+# cosmic-ray mutates every module of MUTATE_CORE and runs the fast core test
+# selection (tools/mutate/runtests.py) on CPython against each mutant,
+# MUTATE_JOBS at a time, for at most MUTATE_SECONDS (a second run resumes
+# where the first stopped).  Score per module and surviving mutants in
+# build/mutate/report.md and report.json (README: Mutation testing).
+MUTATE_CORE ?= teredo
+MUTATE_MODULES ?= $(sort $(basename $(notdir $(filter-out %/__init__.py,$(wildcard $(MUTATE_CORE)/*.py)))))
+MUTATE_SECONDS ?= 1800
+MUTATE_JOBS ?= 2
+MUTATE_FLAGS ?=
+$(BIN)/.mutate-installed: $(BIN)/.installed requirements-mutate.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-mutate.txt
+	touch $@
+
+mutate: $(BIN)/.mutate-installed
+	nice -n 19 $(PY) tools/mutate/run.py --core $(MUTATE_CORE) --modules "$(MUTATE_MODULES)" \
+	  --seconds $(MUTATE_SECONDS) --jobs $(MUTATE_JOBS) --out $(BUILD)/mutate $(MUTATE_FLAGS)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

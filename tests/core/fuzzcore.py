@@ -82,7 +82,6 @@ _E_TX_NONGLOBAL = const(11)
 _E_TX_MALFORMED = const(12)
 _E_TX_CHECKSUM = const(13)
 
-_MASK32 = const(0xFFFFFFFF)
 _TICKS = const(0x3FFFFFFF)  # the client's clock wraps at 2**30 (ESP32 ticks_ms)
 
 
@@ -175,21 +174,36 @@ def build_seeds(me, ping_ident):
 class Rng:
     """xorshift32 (Marsaglia 2003, period 2**32 - 1), seeded by vectors.Rand:
     Rand's 16-bit state repeats after 32768 draws, far too soon to drive a
-    million cases.  Integers stay below 2**45: small ints on the 64-bit unix
-    port, so drawing allocates nothing."""
+    million cases.  The 32-bit state is kept as two 16-bit halves and every
+    intermediate stays below 2**30, so that drawing allocates nothing even on
+    a 32-bit MicroPython (ESP32), where small ints end at 2**30.  The
+    sequence is that of the plain 32-bit xorshift (tests/host checks it)."""
 
     def __init__(self, seed):
         r = Rand(seed)
-        self.s = ((r(16) << 16) | r(16)) or 1
+        self.h = r(16)
+        self.l = r(16)
+        if not (self.h | self.l):
+            self.l = 1
 
     def __call__(self, k):
-        """A number in 0..k-1."""
-        x = self.s
-        x ^= (x << 13) & _MASK32
-        x ^= x >> 17
-        x ^= (x << 5) & _MASK32
-        self.s = x
-        return x % k
+        """A number in 0..k-1 (k at most 2**22)."""
+        h = self.h
+        lo = self.l
+        # x ^= x << 13 (mod 2**32)
+        h ^= ((h << 13) | (lo >> 3)) & 0xFFFF
+        lo ^= (lo << 13) & 0xFFFF
+        # x ^= x >> 17
+        lo ^= h >> 1
+        # x ^= x << 5 (mod 2**32)
+        h ^= ((h << 5) | (lo >> 11)) & 0xFFFF
+        lo ^= (lo << 5) & 0xFFFF
+        self.h = h
+        self.l = lo
+        # (h * 2**16 + lo) % k, one byte at a time
+        t = h % k
+        t = ((t << 8) | (lo >> 8)) % k
+        return ((t << 8) | (lo & 0xFF)) % k
 
 
 def move(buf, dst, src, n):
@@ -242,6 +256,7 @@ class Fuzzer:
         self.done = 0     # client cases run so far
         self.exc = None
         self.rstate = 0   # the random state a case began with, to replay it
+        self.rstate_l = 0
         self.oversize = False
         self.n = 0
         self.si = 0
@@ -352,7 +367,8 @@ class Fuzzer:
         """A seed, mutated in place in buf[0:cap]; sets self.n and self.si."""
         r = self.r
         seeds = self.seeds
-        self.rstate = r.s
+        self.rstate = r.h
+        self.rstate_l = r.l
         k = r(len(seeds))
         if seeds[k][4] == _K_BIG and r(4):
             k = r(len(seeds))  # big packets cost more: draw them less often
@@ -683,7 +699,8 @@ class Fuzzer:
         if not self.err:
             return ""
         b = self.buf
-        self.r.s = self.rstate
+        self.r.h = self.rstate
+        self.r.l = self.rstate_l
         self.mutate(b, len(b), self.oversize)
         n = min(self.n, len(b))
         hx = "".join(["%02x" % b[i] for i in range(n)])
