@@ -105,9 +105,12 @@ demo: venv lab-deps mpy
 	$(PY) tools/demo.py
 
 # Speed, memory and size figures (bench/README.md), written to
-# bench/results.json and bench/results.md; the lab part needs root.
+# bench/results.json and bench/results.md; then the host tunnel (--tun)
+# against miredo's client on the same lab path, to bench/tun_results.json.
+# The lab parts need root.
 bench: venv mpy lab-deps
 	$(PY) bench/run.py
+	$(PY) bench/tunbench.py --json bench/tun_results.json
 
 # A longer hostile-input run (tests/core/fuzzcore.py) on both interpreters,
 # each stopped after FUZZ_SECONDS; FUZZ_SEED picks another sequence.
