@@ -163,15 +163,8 @@ class TCPStream(_Waitable):
         the bytes queued (fewer only when non-blocking)."""
         off = 0
         n = len(buf)
-        i = self.iface
         while off < n:
-            if self.closed:
-                self._fail()
-            k = i.tcp.send(self.cid, buf, off, n - off, i.ticks())
-            i.flush()
-            if k < 0:
-                self._fail()
-            off += k
+            off = self._queue(buf, off, n)
             if off < n:
                 if self.timeout == 0:
                     if off:
@@ -179,6 +172,18 @@ class TCPStream(_Waitable):
                     raise OSError(EAGAIN, "the transmit ring is full")
                 self._block(self._writable)
         return off
+
+    def _queue(self, buf, off, n):
+        """Hand the TCP what fits of buf[off:n]; the new offset (OSError when
+        the connection can no longer send)."""
+        if self.closed:
+            self._fail()
+        i = self.iface
+        k = i.tcp.send(self.cid, buf, off, n - off, i.ticks())
+        i.flush()
+        if k < 0:
+            self._fail()
+        return off + k
 
     def send(self, buf):
         return self.write(buf)
@@ -263,15 +268,8 @@ class TCPStream(_Waitable):
     async def awrite(self, buf):
         off = 0
         n = len(buf)
-        i = self.iface
         while off < n:
-            if self.closed:
-                self._fail()
-            k = i.tcp.send(self.cid, buf, off, n - off, i.ticks())
-            i.flush()
-            if k < 0:
-                self._fail()
-            off += k
+            off = self._queue(buf, off, n)
             if off < n:
                 await self._await(self._writable)
         return n
