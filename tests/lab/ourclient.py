@@ -50,6 +50,18 @@ class OurClient:
         raise AssertionError("timed out after %ss waiting for %s; last status %s; log:\n%s"
                              % (timeout, what, self.status, self.lab.log_tail(self.log)))
 
+    def drain(self):
+        """Read past every line already printed (they describe the past), so
+        that the next wait_for sees only what comes after now."""
+        while True:
+            try:
+                obj = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            self.seen.append(obj)
+            if "state" in obj:
+                self.status = obj
+
     def wait_state(self, state, timeout=15):
         return self.wait_for(lambda o: o.get("state") == state, timeout, "state " + state)
 
