@@ -125,9 +125,9 @@ test: venv
 	$(MAKE) --no-print-directory mpy
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory lab-deps
+	$(MAKE) --no-print-directory mptest32
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory mptest
-	$(MAKE) --no-print-directory mptest32
 
 # The seed scenario end to end: lab (NAT, miredo-server, relay, IPv6-only
 # host), a virtual board in the client namespace, driven by teredoctl (root).
@@ -139,6 +139,7 @@ demo: venv lab-deps mpy
 # against miredo's client on the same lab path, to bench/tun_results.json.
 # The lab parts need root.
 bench: venv mpy lab-deps
+	@sh tools/mp32.sh $(MP32) || echo "bench: no 32-bit interpreter: the 32-bit heap figures are left out (MICROPY_32=)"
 	$(PY) bench/run.py
 	$(PY) bench/tunbench.py --json bench/tun_results.json
 

