@@ -5,7 +5,8 @@
 #
 # MPY_DIR is build/mpy-x64 (the .mpy files a board loads), ROM_DIR the
 # virtual board's machine/network shims (absent on a real board: C modules).
-# Prints one JSON line of [what, bytes] pairs.
+# Prints one JSON line of [what, bytes] pairs; the TCP rows come after the
+# firmware's and are not in its total (an app without TCP never loads it).
 import gc
 import json
 import sys
@@ -48,5 +49,18 @@ i = iface.Interface("198.51.100.10", rand=lambda bits: 1)
 step("Interface(): Client() state and buffers")
 fw = teredo_console.Firmware()
 step("Firmware() state (line buffer, WDT)")
-rows.append(["total", gc.mem_alloc()])
+total = gc.mem_alloc()
+from teredo import stream, tcp  # noqa: E402,F401
+
+step("TCP code: tcp, stream (loaded on first use)")
+t1 = tcp.TCP(i.client, i.client.rand, slots=1)
+step("TCP(slots=1): one connection slot and its rings (defaults)")
+t1 = None
+gc.collect()
+base = gc.mem_alloc()
+t2 = tcp.TCP(i.client, i.client.rand, slots=2)
+gc.collect()
+rows.append(["TCP: each further connection slot", gc.mem_alloc() - base - rows[-1][1]])
+t2 = None
+rows.append(["total", total])
 print(json.dumps(rows))

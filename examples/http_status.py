@@ -3,6 +3,7 @@
 #   GET /              the board's status as a small HTML page
 #   GET /status.json   the status as JSON
 #   GET /blob?bytes=N  N deterministic bytes (byte i is i % 256), for transfer tests
+#   PUT /sink          reads the body (Content-Length) and answers its length, for uploads
 # Every answer has Content-Length and Connection: close.
 #   teredoctl flash --app examples/http_status.py
 #   curl -6 'http://[<board's Teredo address>]/'
@@ -39,14 +40,38 @@ async def blob(writer, n):
         n -= k
 
 
+async def sink(reader, writer, n):
+    if not 0 <= n <= BLOB_MAX:
+        await answer(writer, 400, "text/plain", b"Content-Length must be 0..%d\n" % BLOB_MAX)
+        return
+    buf = bytearray(1024)
+    got = 0
+    while got < n:
+        k = await reader.readinto(buf)
+        if not k:
+            break
+        got += k
+    await answer(writer, 200 if got == n else 400, "text/plain", b"%d\n" % got)
+
+
 def handler(iface):
     async def handle(reader, writer):
         req = await reader.readline()
-        while True:  # the headers: read and ignore
+        length = 0
+        while True:  # the headers: only Content-Length matters here
             h = await reader.readline()
             if h in (b"\r\n", b"\n", b""):
                 break
+            if h[:15].lower() == b"content-length:":
+                try:
+                    length = int(h[15:])
+                except ValueError:
+                    length = -1
         parts = req.split()
+        if len(parts) >= 2 and parts[0] == b"PUT" and parts[1] == b"/sink":
+            await sink(reader, writer, length)
+            await writer.wait_closed()
+            return
         path = parts[1].decode() if len(parts) >= 2 and parts[0] == b"GET" else None
         if path == "/":
             await answer(writer, 200, "text/html; charset=utf-8", page(iface.status()).encode())

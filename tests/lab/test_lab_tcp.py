@@ -62,6 +62,30 @@ def test_curl_from_the_ipv6_only_host_gets_page_status_and_a_1mb_blob(lab, web, 
     assert hashlib.sha256(open(blob, "rb").read()).hexdigest() == blob_sha(1000000)
 
 
+def test_curl_puts_a_body_the_board_reads_whole(lab, web, tmp_path):
+    """PUT /sink: the board reads the whole body (host -> board) and answers
+    its length; a body shorter than its Content-Length is answered 400."""
+    c, address = web
+    body = tmp_path / "body"
+    body.write_bytes(bytes(range(256)) * 1200)  # 307200 bytes
+    out = str(tmp_path / "answer")
+    r = lab.run("v6h", ["curl", "-6", "-sS", "--max-time", "120", "-H", "Expect:", "-T", str(body),
+                        "-o", out, "-w", "%{http_code} %{size_upload}",
+                        "http://[%s]/sink" % address], timeout=130)
+    assert r.stdout == "200 307200", r.stdout + r.stderr
+    assert open(out).read() == "307200\n"
+    # a client that promises more than it sends and closes its side
+    r = lab.run("v6h", [sys.executable, "-c",
+                        "import socket,sys; s=socket.create_connection((sys.argv[1], 80), 20);"
+                        "s.sendall(b'PUT /sink HTTP/1.0\\r\\n'"
+                        " b'Content-Length: 5000\\r\\n\\r\\n' + bytes(1000));"
+                        "s.shutdown(socket.SHUT_WR); d=b''\n"
+                        "while True:\n c=s.recv(4096)\n if not c: break\n d+=c\n"
+                        "print(d.split(b' ')[1].decode(), d.rsplit(b'\\n', 2)[-2].decode())", address],
+                timeout=30)
+    assert r.stdout.split() == ["400", "1000"], r.stdout + r.stderr
+
+
 def test_curl_from_the_miredo_peer_client(lab, web, tmp_path):
     c, address = web
     lab.peer_teredo_address(timeout=30)
