@@ -553,8 +553,9 @@ def _curl(lab, url, extra=(), timeout=120):
     f = cp.stdout.split()
     if cp.returncode != 0 or len(f) != 4 or f[0] != "200":
         return {"error": (cp.stdout + " " + cp.stderr).strip()}
-    down, up, t = int(f[1]), int(f[2]), float(f[3])
-    return {"bytes": down or up, "seconds": t, "kbytes_per_s": round((down or up) / t / 1000.0, 1)}
+    n = int(f[2]) if "-T" in extra else int(f[1])  # an upload's answer is a few bytes
+    t = float(f[3])
+    return {"bytes": n, "seconds": t, "kbytes_per_s": round(n / t / 1000.0, 1)}
 
 
 def tcp_app(lab, cfg, out, snap):
