@@ -131,3 +131,17 @@ def save(cfg, path=PATH, new=NEW):
         os.remove(path)
     os.rename(new, path)
     return cfg
+
+
+def damaged(text, check):
+    """None when text matches its console check "N,crc=X" (its byte length
+    and CRC-32 in hex, app/teredo_console.py), else what to say."""
+    n, _, crc = check.partition(",crc=")
+    try:
+        import binascii
+        if int(n) == len(text) and (not crc or binascii.crc32(text.encode()) == int(crc, 16)):
+            return None
+    except (ValueError, ImportError, AttributeError):
+        pass
+    return ("the line was damaged on its way (%s announced, %d bytes came): nothing was changed; "
+            "send it again" % (n, len(text)))

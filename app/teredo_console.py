@@ -12,7 +12,11 @@
 # one command line; the board answers with one line "##teredo " + JSON:
 #   {"ok": true, "cmd": C, "data": ...} or {"ok": false, "cmd": C, "error": S}
 # Commands: status, peers, config, config set {JSON}, ping ADDR [COUNT],
-# restart, help.  Unsolicited lines with the same marker carry events:
+# restart, help.  A long line may end in " #len=N,crc=X" (the byte length and
+# CRC-32 of what comes before it, X in hex): a board's UART keeps a small
+# ring and drops bytes past it, so a line that does not match is refused,
+# changing nothing, and the host sends it again (review A11).  Unsolicited
+# lines with the same marker carry events:
 # {"event": "boot"|"status"|"ping_reply"|"ping_done"|"app_error", ...}.  Log
 # lines start with "teredo: ".  Ctrl-C stops the firmware and leaves the REPL.
 
@@ -332,10 +336,19 @@ class Firmware:
 
     def command(self, text):
         text = text.strip()
+        i = text.rfind(" #len=")
+        err = None
+        if i > 0:  # checked in teredo_config, loaded only for it
+            err = _tconfig().damaged(text[:i], text[i + 6:])
+            _drop_tconfig()
+            text = text[:i]
         cmd, _, arg = text.partition(" ")
         if cmd == "config" and arg.startswith("set"):
             cmd = "config set"
             arg = arg[3:].strip()
+        if err:
+            emit({"ok": False, "cmd": cmd, "error": err})
+            return
         try:
             data = self.run(cmd, arg)
             emit({"ok": True, "cmd": cmd, "data": data})

@@ -25,10 +25,14 @@ import errno
 import json
 import os
 import time
+import zlib
 
 MARKER = b"##teredo "
 CTRL_C, CTRL_B, CTRL_D = b"\x03", b"\x02", b"\x04"
 IDEMPOTENT = ("status", "peers", "config", "help")
+CHECK_OVER = 64    # lines longer than this carry " #len=N,crc=X" (the board checks it)
+PACE_BYTES = 128   # written at most this much at a time ...
+PACE_S = 0.015     # ... this far apart (128 bytes take 11 ms at 115200 baud)
 
 
 class BoardError(Exception):
@@ -222,7 +226,17 @@ class Console:
 
     def send(self, text):
         # A leading line end flushes anything half-typed on the board's line.
-        self.write(b"\r\n" + text.encode() + b"\r\n")
+        # A long line carries its length and CRC-32, which the board checks
+        # (app/teredo_console.py), and goes in paced chunks: a board's UART
+        # ring holds about 260 bytes while the firmware is busy elsewhere.
+        data = text.encode()
+        if len(data) > CHECK_OVER:
+            data += b" #len=%d,crc=%08x" % (len(data), zlib.crc32(data) & 0xFFFFFFFF)
+        data = b"\r\n" + data + b"\r\n"
+        for i in range(0, len(data), PACE_BYTES):
+            if i:
+                time.sleep(PACE_S)
+            self.write(data[i:i + PACE_BYTES])
 
     def request(self, text, timeout=3.0, on_line=None):
         """Send a command; return the data of its ok reply.  BoardError on an
@@ -233,6 +247,7 @@ class Console:
         self.discard_input()
         self.send(text)
         resend = name in IDEMPOTENT
+        damaged = 0
         start = time.monotonic()
         end = start + timeout
         while True:
@@ -250,6 +265,10 @@ class Console:
                 raise BoardError("%s answered garbage (%s): check --baud, or reflash with "
                                  "teredoctl flash --port %s" % (self.port, obj, self.port), "garbage")
             if kind == "reply" and obj["cmd"] == name:
+                if not obj["ok"] and "damaged on its way" in str(obj.get("error")) and damaged < 2:
+                    damaged += 1  # the board dropped bytes of our line and changed nothing
+                    self.send(text)
+                    continue
                 if not obj["ok"]:
                     raise BoardError("the board says: %s" % obj["error"], "refused", obj["error"])
                 return obj.get("data")

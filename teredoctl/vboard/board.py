@@ -127,7 +127,7 @@ DEFAULT_HEAP = "256K"
 # The smallest heap (in 16K steps) that starts what teredoctl flash
 # installs (modules as .mpy files) on this x64 port; tests/host/test_boardcmds.py
 # checks that it boots at this size and not 16K below it.
-MIN_HEAP = "112K"
+MIN_HEAP = "128K"
 
 MARK = b"\x1b]vboard;"
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n"

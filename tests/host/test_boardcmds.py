@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,54 @@ def test_config_round_trip(board, capsys):
     rc, out, err = teredoctl(capsys, "status", "--port", link, "--json")
     st = json.loads(out)
     assert st["server"] == "198.51.100.10" and st["refresh_s"] == 40 and st["error"] is None
+
+
+def test_a_config_line_that_lost_bytes_is_refused_and_changes_nothing(board, capsys):
+    """A board's UART drops bytes past its small ring: a long line carries its
+    length and CRC-32 (teredoctl adds them), and a line that does not match
+    them is refused, changing nothing, even when what is left still parses
+    as JSON (review A11)."""
+    from teredoctl import transport
+    link = board.link
+    rc, out, err = teredoctl(capsys, "config", "--port", link, "--server", "198.51.100.10",
+                             "--refresh", "40")
+    assert rc == 0, err
+    before = (board.flash / "config.json").read_text()
+    good = json.dumps({"refresh_s": 50, "wifi_ssid": "a network with a long name"})
+    lost = good.replace("a network with ", "")  # bytes dropped inside a string: still valid JSON
+    con = transport.Console(str(link)).open()
+    try:
+        con.discard_input()
+        con.write(("\r\nconfig set %s #len=%d,crc=%08x\r\n"
+                   % (lost, len(good), zlib.crc32(good.encode()))).encode())
+        reply = None
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            line = con.readline(0.2)
+            if line is None:
+                continue
+            kind, obj = transport.classify(line)
+            if kind == "reply":
+                reply = obj
+                break
+        assert reply is not None and reply["cmd"] == "config set" and not reply["ok"], reply
+        assert "damaged" in reply["error"] and "nothing was changed" in reply["error"], reply
+        assert (board.flash / "config.json").read_text() == before
+        # a wrong CRC with the right length is refused too
+        bad = good.replace("50", "60")
+        con.write(("\r\nconfig set %s #len=%d,crc=%08x\r\n"
+                   % (bad, len(good), zlib.crc32(good.encode()))).encode())
+        time.sleep(1)
+        assert (board.flash / "config.json").read_text() == before
+        # the same change whole goes through request(), which adds the check itself
+        data = con.request("config set " + good, 5)
+        assert data["refresh_s"] == 50 and data["wifi_ssid"] == "a network with a long name"
+    finally:
+        con.close()
+    on_flash = json.loads((board.flash / "config.json").read_text())
+    assert on_flash["refresh_s"] == 50 and on_flash["server"] == "198.51.100.10"
+    rc, out, err = teredoctl(capsys, "config", "--port", link, "--wifi-ssid", "")
+    assert rc == 0, err
 
 
 def test_config_prompts_for_the_password_on_a_terminal(board, capsys, monkeypatch):
