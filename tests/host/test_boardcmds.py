@@ -92,13 +92,13 @@ def flash_hashes(flash):
 class Board:
     """A virtual board in this process, stopped (no processes, no link) at the end."""
 
-    def __init__(self, base, main_py=None, heap=HEAP):
+    def __init__(self, base, main_py=None, heap=HEAP, micropython=None):
         self.flash = base / "flash"
         self.flash.mkdir(parents=True)
         if main_py is not None:
             (self.flash / "main.py").write_text(main_py)
         self.vb = vboard.VirtualBoard(self.flash, base / "tty", heap=heap, log=str(base / "serial.log"),
-                                      wifi_delay_ms=100)
+                                      wifi_delay_ms=100, micropython=micropython)
         self.link = self.vb.link
 
     def __enter__(self):
@@ -757,6 +757,27 @@ def test_min_heap_is_the_smallest_that_starts(tmp_path, capsys):
         rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
         line = assert_one_line_error(rc, err, "ran out of memory", "--heap " + vboard.MIN_HEAP)
         assert "MemoryError" in line
+
+
+MP32 = ROOT / "build" / "mp32" / "micropython"  # tools/mp32.sh (make test builds it first)
+
+
+def test_flash_a_32bit_board_in_the_heap_of_a_board(tmp_path, capsys):
+    """A virtual board on the 32-bit interpreter (as an ESP32: 4-byte objects,
+    31-bit small ints), its shims outside the heap: teredoctl flash compiles
+    for its own .mpy arch (x86) and the firmware starts in 96K, which the x64
+    port cannot (it needs MIN_HEAP)."""
+    if not os.access(str(MP32), os.X_OK):
+        pytest.skip("no 32-bit interpreter at %s (make mp32, or MICROPY_32=)" % MP32)
+    assert _kib(vboard.MIN_HEAP) > 96
+    with Board(tmp_path, heap="96K", micropython=str(MP32)) as b:
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        assert rc == 0 and "started on" in out, out + err
+        assert "mpy-cross -march=x86" in out, out
+        rc, out, err = teredoctl(capsys, "status", "--port", b.link, "--json")
+        assert rc == 0, err
+        st = json.loads(out)
+        assert st["board"] == "unix" and st["heap_used"] + st["heap_free"] <= 96 * 1024, st
 
 
 def test_missing_tool_is_named_not_blamed_on_the_board(monkeypatch, capsys, tmp_path):
