@@ -1,51 +1,10 @@
-# The documented defaults of the client, and the timing rules that only show
-# with them or across two kinds of traffic: the default back-off, the 2 s
-# bubble gap counted from any datagram sent (RFC 4380 §5.2.6), the identifier
-# and sequence of our own pings.  On CPython and the MicroPython unix port.
+# Parked (not collected): the tests of tests/core/test_defaults.py that pinned the core's
+# behaviour before the protocol fixes of issue 13 and fail against it; see README.md.
+# Their helpers live in the active module.
 from teredo import addr, proto, wire
 from teredo.client import Client
 from harness import RELAY, SERVER, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
-
-PEER4 = "198.51.100.77"
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)
-
-
-def _bubbles(out, wan=PEER4):
-    direct = [1 for ip, port, d in out if ip == wan and d[6] == proto.NH_NONE]
-    indirect = [1 for ip, port, d in out if port == proto.PORT and d[6] == proto.NH_NONE and ip != wan]
-    return len(direct), len(indirect)
-
-
-def test_bubble_gap_counts_from_the_last_datagram_sent_to_the_peer():
-    # §5.2.6: no bubble within 2 s of the last transmission to the peer,
-    # data included.  The peer was trusted; 1999 ms after our last datagram
-    # its mapping expires (30 s without reception) and a bubble is due.
-    n = qualified()
-    c = n.c
-    sent(c)
-    peer = addr.build_teredo(ip4(SERVER), 0, 40001, ip4(PEER4))
-    b = bytearray(40)
-    wire.build_bubble(b, 0, peer, c.address)
-    t = n.now
-    c.on_datagram(b, 40, ip4(PEER4), 40001, t)   # trusted (§5.2.3 case 3), last reception t
-    assert c.send_udp(peer, 9, 9, b"a", t + 28001) == 0
-    assert [(ip, port) for ip, port, _ in sent(c)] == [(PEER4, 40001)]
-    assert c.send_udp(peer, 9, 9, b"b", t + 30000) == 0   # expired: test the path again
-    assert _bubbles(sent(c)) == (0, 0) and drops(c, "rate_limited") == 1
-    c.on_timer(t + 32000)  # the next round, 2 s later: 3999 ms after the data
-    assert _bubbles(sent(c)) == (1, 1)
+from test_defaults import *
 
 
 def test_documented_defaults():
@@ -81,21 +40,3 @@ def test_default_backoff_doubles_from_8_s_to_128_s():
         c.on_timer(t)
         sent(c)
     assert waits == [8000, 16000, 32000, 64000, 128000, 128000]
-
-
-def test_own_pings_carry_the_identifier_and_sequence():
-    n = with_relay()
-    c = n.c
-    sent(c)
-    assert c.ping(ip6(V6HOST), 0x12345, n.now, size=20) == 0
-    (ip, port, d), = sent(c)
-    assert (ip, port) == (RELAY, proto.PORT) and len(d) == 68
-    assert d[40] == proto.ICMP_ECHO_REQUEST and (d[44] << 8) | d[45] == 0x7464
-    assert (d[46] << 8) | d[47] == 0x2345 and d[48:68] == bytes(range(20))
-    assert wire.l4_sum(d, 0, proto.NH_ICMPV6, 28) == 0xFFFF
-    assert c.ping(ip6(V6HOST), 1, n.now) == 0 and len(sent(c)[0][2]) == 64  # 16 bytes by default
-    # the reply to it is reported with its sequence number and source
-    r = bytearray(56)
-    wire.build_echo(r, 0, proto.ICMP_ECHO_REPLY, ip6(V6HOST), c.address, 0x7464, 0xBEEF, bytes(8), 8)
-    assert c.on_datagram(r, 56, ip4(RELAY), proto.PORT, n.now) == 1  # EV_ECHO_REPLY
-    assert c.ev_seq == 0xBEEF and bytes(c.rx[c.ev_src:c.ev_src + 16]) == ip6(V6HOST)

