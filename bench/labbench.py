@@ -417,19 +417,28 @@ def qualification_and_echo(lab, cfg, out):
     board.close()
 
 
+def _up(lab, board):
+    """(status, None) once the trial board is qualified and answers a ping,
+    else (None, why): the first MemoryError (or other error) it printed."""
+    st, _ = board.wait_qualified(8)
+    if st is None:
+        lines = board.output_tail().splitlines()
+        errs = ([ln for ln in lines if "MemoryError" in ln] or [ln for ln in lines if "Error" in ln]
+                or lines[-1:] or ["no output"])
+        return None, "did not qualify: " + errs[0].strip()
+    if not warm_up(lab, st["address"], tries=5):
+        return None, "no echo reply"
+    return st, None
+
+
 def heap_trial_tcp(lab, heap, size, name, romfs=None, micropython=None, mpy=None):
     """Does the firmware with the web page example qualify and serve a
     `size`-byte /blob intact to curl on the IPv6-only host, in `heap`?"""
     board = Board(lab, heap, name, romfs, micropython, mpy, app=os.path.join(EXAMPLES, "http_status.py"))
     try:
-        st, t = board.wait_qualified(8)
+        st, why = _up(lab, board)
         if st is None:
-            lines = board.output_tail().splitlines()
-            errs = ([ln for ln in lines if "MemoryError" in ln] or [ln for ln in lines if "Error" in ln]
-                    or lines[-1:] or ["no output"])
-            return False, "did not qualify: " + errs[0].strip()
-        if not warm_up(lab, st["address"], tries=5):
-            return False, "no echo reply"
+            return False, why
         url = "http://[%s]/blob?bytes=%d" % (st["address"], size)
         cp = lab.run("v6h", ["sh", "-c", "curl -6 -sS --max-time 60 '%s' | sha256sum" % url], timeout=70)
         want = hashlib.sha256((bytes(range(256)) * (size // 256 + 1))[:size]).hexdigest()
@@ -450,14 +459,9 @@ def heap_trial(lab, heap, pings, name, romfs=None, micropython=None, mpy=None):
     """Does the firmware qualify and answer `pings` pings in `heap`?"""
     board = Board(lab, heap, name, romfs, micropython, mpy)
     try:
-        st, t = board.wait_qualified(8)
+        st, why = _up(lab, board)
         if st is None:
-            lines = board.output_tail().splitlines()
-            errs = ([ln for ln in lines if "MemoryError" in ln] or [ln for ln in lines if "Error" in ln]
-                    or lines[-1:] or ["no output"])
-            return False, "did not qualify: " + errs[0].strip()
-        if not warm_up(lab, st["address"], tries=5):
-            return False, "no echo reply"
+            return False, why
         res = ping_burst(lab, st["address"], pings, 8, max(10, pings // 100))
         ok = res.get("received", 0) >= pings * 0.99 and board.boots() == 1
         st2 = board.status(3)

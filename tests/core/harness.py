@@ -231,6 +231,38 @@ def with_relay(nat="restricted", **opts):
     return n
 
 
+
+def sent(c):
+    """Drain the client: [(ip, port, datagram)]."""
+    out = []
+    k = c.pop_tx()
+    while k:
+        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
+        k = c.pop_tx()
+    return out
+
+
+def to(out):
+    """The (ip, port) destinations of what sent() drained."""
+    return [(ip, port) for ip, port, _ in out]
+
+
+def drops(c, name):
+    return c.status()["drops"].get(name, 0)
+
+
+class Seq:
+    """rand(bits) from a fixed list of 16-bit values, masked to bits."""
+
+    def __init__(self, values):
+        self.values = values
+        self.i = 0
+
+    def __call__(self, bits):
+        v = self.values[self.i % len(self.values)]
+        self.i += 1
+        return v & ((1 << bits) - 1)
+
 # micropython.heap_lock() where there is one; no-ops on CPython, where the
 # tests that use it still check their results.
 try:

@@ -7,24 +7,12 @@
 from teredo import addr, proto, wire
 from teredo.client import ARENA_BYTES, TX_SLOTS, _add
 from harness import RELAY, SERVER, V6HOST, Net, ip4, ip6, qualified, with_relay
+from harness import drops, sent
 
 PEER4 = "198.51.100.77"
 TOP = 1 << 30
 
 # Tests that show a known bug (tests/core/conftest.py; tests/mp_run.py).
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)
 
 
 def conn_tests(out):

@@ -8,25 +8,9 @@ from teredo import addr, proto, wire
 from teredo.client import Client
 from harness import NAT_WAN, RELAY, SERVER, SERVER_LL, V6HOST, Net, Rand, build_ra, ip4, ip6, \
     qualified, with_relay
+from harness import Seq, drops, sent, to
 
 PEER4 = "198.51.100.77"
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def to(out):
-    return [(ip, port) for ip, port, _ in out]
-
-
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)
 
 
 def rs_to(out, server):
@@ -37,17 +21,6 @@ def echo(c, src, typ=proto.ICMP_ECHO_REQUEST, ident=0x1234, seq=1, data=bytes(8)
     b = bytearray(48 + len(data))
     wire.build_echo(b, 0, typ, src, c.address, ident, seq, data, len(data))
     return b
-
-
-class Seq:
-    def __init__(self, values):
-        self.values = values
-        self.i = 0
-
-    def __call__(self, bits):
-        v = self.values[self.i % len(self.values)]
-        self.i += 1
-        return v & ((1 << bits) - 1)
 
 
 def test_secondary_address_carries_into_every_byte():

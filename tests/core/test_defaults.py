@@ -4,21 +4,9 @@
 # and sequence of our own pings.  On CPython and the MicroPython unix port.
 from teredo import addr, proto, wire
 from harness import RELAY, SERVER, V6HOST, ip4, ip6, qualified, with_relay
+from harness import drops, sent
 
 PEER4 = "198.51.100.77"
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)
 
 
 def _bubbles(out, wan=PEER4):

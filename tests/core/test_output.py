@@ -7,21 +7,9 @@
 from teredo import addr, proto, wire
 from teredo.peers import F_TRUSTED, NF
 from harness import RELAY, SERVER, V6HOST, ip4, ip6, qualified, with_relay
+from harness import drops, sent, to
 
 PEER4 = "198.51.100.77"
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def to(out):
-    return [(ip, port) for ip, port, _ in out]
 
 
 def conn_tests(out):
@@ -90,19 +78,6 @@ def test_two_connectivity_tests_at_once_each_with_its_own_nonce():
     # every test answered: each host's queued ping went to the relay
     assert len(out) == 3 and to(out) == [(RELAY, proto.PORT)] * 3
     assert sorted([bytes(d[24:40]) for _, _, d in out]) == sorted([ip6(h) for h in hosts])
-
-
-class Seq:
-    """rand(bits) from a fixed list of 16-bit values, masked to bits."""
-
-    def __init__(self, values):
-        self.values = values
-        self.i = 0
-
-    def __call__(self, bits):
-        v = self.values[self.i % len(self.values)]
-        self.i += 1
-        return v & ((1 << bits) - 1)
 
 
 def test_bubble_rounds_go_to_the_peer_whatever_was_handled_in_between():
@@ -194,5 +169,3 @@ def test_bubbles_fit_in_the_last_80_bytes_of_the_arena_and_no_more():
         assert drops(c, "tx_full") == 0 or bubbles < 2
 
 
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)

@@ -8,6 +8,7 @@ from teredo.client import EV_UDP
 from teredo.peers import F_TRUSTED, NF
 from harness import (NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6, qualified,
                      with_relay)
+from harness import drops, sent
 
 PEER4 = "198.51.100.77"
 ATTACKER = "203.0.113.66"
@@ -15,20 +16,6 @@ ATTACKER = "203.0.113.66"
 NON_GLOBAL = ("0.1.2.3", "127.0.0.1", "10.1.1.1", "172.16.5.5", "172.31.0.1", "192.168.0.1",
               "169.254.1.1", "192.88.99.1", "224.0.0.1", "239.255.255.250", "255.255.255.255",
               "100.64.0.1", "240.0.0.1")
-
-
-def sent(c):
-    """Drain the client: [(ip, port, datagram)]."""
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)
 
 
 def feed(n, data, src, port):

@@ -8,26 +8,10 @@
 from teredo import addr, proto, wire
 from teredo.client import EV_ECHO_REPLY, EV_NONE, EV_UDP, Client
 from harness import NAT_WAN, RELAY, SERVER, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
+from harness import drops, sent, to
 
 PEER4 = "198.51.100.77"
 RELAY2 = "198.51.100.21"
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
-
-
-def to(out):
-    return [(ip, port) for ip, port, _ in out]
-
-
-def drops(c, name):
-    return c.status()["drops"].get(name, 0)
 
 
 def conn_tests(out):

@@ -7,19 +7,11 @@
 from teredo import proto, wire
 from teredo.client import _add, _diff, _sub
 from harness import SERVER, Net, ip4, qualified
+from harness import sent
 
 TOP = 1 << 30  # ticks wrap here
 
 # Tests that show a known bug (tests/core/conftest.py; tests/mp_run.py).
-
-
-def sent(c):
-    out = []
-    k = c.pop_tx()
-    while k:
-        out.append((c.tx_addr[0], c.tx_addr[1], bytes(c.tx_mv[c.tx_off:c.tx_off + k])))
-        k = c.pop_tx()
-    return out
 
 
 def rs(out):

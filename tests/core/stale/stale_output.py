@@ -5,6 +5,7 @@ from teredo import addr, proto, wire
 from teredo.peers import F_TRUSTED, NF
 from harness import RELAY, SERVER, V6HOST, ip4, ip6, qualified, with_relay
 from test_output import *
+from harness import Seq
 from test_output import _reply_to_test, _trusted_teredo_peer
 
 
