@@ -268,3 +268,19 @@ def test_unqualified_client_sends_nothing():
     assert c.send_udp(ip6(V6HOST), 7, 7, b"x", 0) == wire.NOT_QUALIFIED
     assert c.ping(ip6(V6HOST), 1, 0) == wire.NOT_QUALIFIED
     assert drops(c, "not_qualified") == 2 and c.pop_tx() == 0
+
+
+def test_every_drop_reason_has_its_own_name():
+    names = wire.DROP_NAMES
+    assert names[wire.OK] == "ok" and names[wire.SHORT] == "short" and names[wire.ENCAP] == "encap"
+    assert names[wire.NOT_IPV6] == "not_ipv6" and names[wire.LENGTH] == "length"
+    assert names[wire.CHECKSUM] == "checksum" and names[wire.RA_INVALID] == "ra_invalid"
+    assert names[wire.RA_NONCE] == "ra_nonce" and names[wire.NOT_FOR_US] == "not_for_us"
+    assert names[wire.SPOOFED] == "spoofed" and names[wire.UNTRUSTED] == "untrusted"
+    assert names[wire.NON_GLOBAL] == "non_global" and names[wire.NOT_QUALIFIED] == "not_qualified"
+    assert names[wire.UNSUPPORTED] == "unsupported" and names[wire.QUEUE_FULL] == "queue_full"
+    assert names[wire.TX_FULL] == "tx_full" and names[wire.RATE_LIMITED] == "rate_limited"
+    assert names[wire.FROM_SERVER] == "from_server" and names[wire.TOO_BIG] == "too_big"
+    # the RFC 6081 trailer reason comes last (its constant is private to wire.py)
+    assert names[wire.TOO_BIG + 1] == "trailer" and len(names) == wire.TOO_BIG + 2
+    assert len(set(names)) == len(names)

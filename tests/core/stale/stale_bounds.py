@@ -66,20 +66,6 @@ def test_bubble_bucket_burst_and_refill():
         assert got == want, dt
 
 
-def test_every_drop_reason_has_its_own_name():
-    names = wire.DROP_NAMES
-    assert names[wire.OK] == "ok" and names[wire.SHORT] == "short" and names[wire.ENCAP] == "encap"
-    assert names[wire.NOT_IPV6] == "not_ipv6" and names[wire.LENGTH] == "length"
-    assert names[wire.CHECKSUM] == "checksum" and names[wire.RA_INVALID] == "ra_invalid"
-    assert names[wire.RA_NONCE] == "ra_nonce" and names[wire.NOT_FOR_US] == "not_for_us"
-    assert names[wire.SPOOFED] == "spoofed" and names[wire.UNTRUSTED] == "untrusted"
-    assert names[wire.NON_GLOBAL] == "non_global" and names[wire.NOT_QUALIFIED] == "not_qualified"
-    assert names[wire.UNSUPPORTED] == "unsupported" and names[wire.QUEUE_FULL] == "queue_full"
-    assert names[wire.TX_FULL] == "tx_full" and names[wire.RATE_LIMITED] == "rate_limited"
-    assert names[wire.FROM_SERVER] == "from_server" and names[wire.TOO_BIG] == "too_big"
-    assert len(names) == wire.TOO_BIG + 1
-
-
 def test_parser_drops_counted_by_name():
     n = qualified()
     c = n.c
