@@ -3,8 +3,9 @@
 # CPython too, where the tests drive it.
 #
 # config.json holds one JSON object:
-#   server        Teredo server IPv4 (global unicast)        required
-#   server2       its second address (default: server + 1)
+#   server        Teredo server: IPv4 (global unicast) or host name, or a
+#                 comma-separated list of them (failover)    required
+#   server2       its second address (default: server + 1; a single IPv4 server only)
 #   wifi_ssid     WiFi network name (boards with WiFi)
 #   wifi_password
 #   refresh_s     refresh interval in seconds (default 30, RFC 4380 §5.2)
@@ -37,17 +38,36 @@ def validate(cfg):
         if k not in DEFAULTS:
             raise ValueError("unknown config key %r (known: %s)" % (k, ", ".join(FIELDS)))
         out[k] = cfg[k]
-    for k in ("server", "server2"):
-        v = out[k]
-        if v is None:
-            if k == "server":
-                raise ValueError("no Teredo server configured: run teredoctl config --server IPV4")
-            continue
-        if not isinstance(v, str):
-            raise ValueError("%s must be an IPv4 address in quotes" % k)
+    v = out["server"]
+    if v is None:
+        raise ValueError("no Teredo server configured: run teredoctl config --server IPV4")
+    if not isinstance(v, str):
+        raise ValueError("server must be text in quotes: an IPv4 address or host name, or a "
+                         "comma-separated list of them")
+    if len(v) > 1024:
+        raise ValueError("server is too long")
+    try:
         b = addr.parse_ipv4(v)
         if not addr.is_global_ipv4(b):
-            raise ValueError("%s %s is not a global unicast IPv4 address" % (k, v))
+            raise ValueError("server %s is not a global unicast IPv4 address" % v)
+        items = [b]
+    except ValueError:
+        if "," not in v and _dotted(v):
+            raise
+        from teredo import servers  # a list or a name: loaded only then
+        items = servers.parse(v)
+    v = out["server2"]
+    if v is not None:
+        if not isinstance(v, str):
+            raise ValueError("server2 must be an IPv4 address in quotes")
+        b = addr.parse_ipv4(v)
+        if not addr.is_global_ipv4(b):
+            raise ValueError("server2 %s is not a global unicast IPv4 address" % v)
+        if len(items) != 1 or isinstance(items[0], str):
+            raise ValueError("server2 goes with a single server address, not with a list or a host "
+                             "name (each server's second address is then the next one)")
+        if items[0] == b:
+            raise ValueError("server2 must differ from server")
     for k in ("wifi_ssid", "wifi_password"):
         v = out[k]
         if v is not None and not isinstance(v, str):
@@ -63,6 +83,13 @@ def validate(cfg):
     if type(p) is not int or not 0 <= p <= 65535:
         raise ValueError("client_port must be 0 (random) or 1 to 65535")
     return out
+
+
+def _dotted(v):
+    for c in v:
+        if c != "." and not ("0" <= c <= "9"):
+            return False
+    return True
 
 
 def masked(cfg):

@@ -86,7 +86,7 @@ async def up(iface, timeout_ms=20000):
     while not iface.qualified():
         if _iface._diff(iface.ticks(), t0) >= timeout_ms:
             c = iface.client
-            why = c.error or "no answer from Teredo server %s" % c.server_addr[0]
+            why = c.error or "no answer from Teredo server %s" % c.server_text()
             iface.error = "not qualified after %d ms: %s" % (timeout_ms, why)
             raise OSError(_iface.ETIMEDOUT, iface.error)
         await _sleep_ms(20)

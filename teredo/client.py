@@ -68,6 +68,15 @@ _NT_S2 = const(3)          # RS to the secondary address outstanding: _NT_S2 + t
 # New peer entries per second (a burst of max_peers), from a bucket of their
 # own (§7.3.3: a flood of new sources must not churn the peer table).
 _PEER_RATE = const(5)
+# A list of servers: each qualification try asks all of them at once and the
+# first to answer is used (the nearest by RS/RA round trip; a dead one costs
+# nothing).  What each did, for status:
+MAX_SERVERS = const(4)
+_SV_NEW = const(0)         # not asked yet
+_SV_ASKED = const(1)       # RS out, no answer yet
+_SV_OK = const(2)          # answered (srv_rtt holds the round trip)
+_SV_SILENT = const(3)      # asked and did not answer
+SERVER_STATES = ("not asked", "asked", "answered", "no answer", "in use")
 
 # Events returned by on_datagram for the application.
 EV_NONE = const(0)
@@ -133,22 +142,31 @@ class Client:
         if rand is None:
             raise ValueError("a random source rand(nbits) is required")
         self.rand = rand
-        self.server4 = _ip4(server, "server")
-        if server2 is None:
-            s2 = bytearray(self.server4)
-            i = 3
-            while i >= 0:  # RFC 4380 §5.2: secondary = primary + 1 by convention
-                s2[i] = (s2[i] + 1) & 0xFF
-                if s2[i]:
-                    break
-                i -= 1
-            self.server2_4 = bytes(s2)
-        else:
-            self.server2_4 = _ip4(server2, "server2")
-        if self.server2_4 == self.server4:
-            raise ValueError("server2 must differ from server")
-        self.server_addr = (addr.format_ipv4(self.server4), proto.PORT)
-        self.server2_addr = (addr.format_ipv4(self.server2_4), proto.PORT)
+        # the servers: [primary, secondary] IPv4 per server, in the order
+        # given; per server the RS/RA round trip of its last answer (-1: none)
+        # and what it did (_SV_*).  The one in use is si (server4, ...).
+        self.servers = []
+        self.srv_rtt = []
+        self.srv_st = []
+        self.labels = []
+        self.si = 0
+        self.srv_nonce = []        # the nonce of the last RS to each server not in use
+        self.rs_t = 0              # when the last RS round went out
+        self.failures = 0          # qualifications given up (shells re-resolve names)
+        self.server4 = bytes(4)
+        self.server2_4 = bytes(4)
+        self.server_addr = ("0.0.0.0", proto.PORT)  # (none yet: servers is empty)
+        self.server2_addr = ("0.0.0.0", proto.PORT)
+        first = None
+        if isinstance(server, (list, tuple)) or (isinstance(server, str) and "," in server):
+            from teredo import servers  # a list: loaded only by those who give one
+            first = servers.pairs(server, server2)
+        elif server is not None:
+            p = _ip4(server, "server")
+            s = _ip4(server2, "server2") if server2 is not None else _next4(p)
+            if s == p:
+                raise ValueError("server2 must differ from server")
+            first = [[p, s]]
 
         self.rx = b""  # the datagram being handled (the caller's buffer, read only)
         self.rx_peer = -1  # its trusted peer entry, while it is being handled
@@ -215,6 +233,15 @@ class Client:
         self.ev_len = 0
         self.ev_sport = 0
         self.ev_dport = 0
+        if len(first or ()) > 1:
+            self.set_servers(first)
+        elif first:
+            self.servers = first
+            self.labels = [None]
+            self.srv_rtt = [-1]
+            self.srv_st = [_SV_NEW]
+            self.srv_nonce = [bytearray(8)]
+            self._use(0)
 
     # ---- public API ---------------------------------------------------------
 
@@ -239,6 +266,25 @@ class Client:
         self.backoff = self.cfg["backoff_min_ms"]
         self._set_state(OFFLINE, self._now)
         self.phase = _PH_STOPPED
+
+    def set_servers(self, pairs, labels=None):
+        """The servers to use: [[primary4, secondary4], ...] (servers.pairs()
+        makes them), at most MAX_SERVERS; labels: a name per server (the
+        host name it was resolved from) or None.  The server in use stays
+        in use when it is still listed; otherwise the client requalifies.
+        (In teredo.servers, loaded only by those who give a list.)"""
+        from teredo import servers
+        servers.set_servers(self, pairs, labels)
+
+    def _use(self, k):
+        p, s = self.servers[k]
+        if not wire.eq(p, 0, self.server4, 0, 4):
+            self.s2_t = -1  # we have not written to this server's secondary
+        self.si = k
+        self.server4 = p
+        self.server2_4 = s
+        self.server_addr = (addr.format_ipv4(p), proto.PORT)
+        self.server2_addr = (addr.format_ipv4(s), proto.PORT)
 
     def set_refresh(self, refresh_s, now):
         """A new refresh interval (§5.2.5), in force from the next refresh on:
@@ -350,8 +396,9 @@ class Client:
                 drops[DROP_NAMES[i]] = self.drops[i]
         return {
             "state": STATES[self.state],
-            "server": self.server_addr[0],
-            "server2": self.server2_addr[0],
+            "server": self.server_addr[0] if self.servers else None,
+            "server2": self.server2_addr[0] if self.servers else None,
+            "servers": self._server_status(),
             "nat": NATS[self.nat],
             "address": addr.format_ipv6(self.address) if self.has_address else None,
             "mapped": ("%s:%d" % (addr.format_ipv4(self.mapped4), self.mapped_port))
@@ -368,6 +415,17 @@ class Client:
             "error": self.error,
             "warning": self.warning,
         }
+
+    def _server_status(self):
+        out = []
+        for k in range(len(self.servers)):
+            st = self.srv_st[k]
+            if k == self.si and self.state == QUALIFIED:
+                st = 4
+            out.append({"name": self.labels[k], "address": addr.format_ipv4(self.servers[k][0]),
+                        "state": SERVER_STATES[st],
+                        "rtt_ms": self.srv_rtt[k] if self.srv_rtt[k] >= 0 else None})
+        return out
 
     # ---- timers -------------------------------------------------------------
 
@@ -434,18 +492,42 @@ class Client:
             if self.tries < self.cfg["qual_tries"]:
                 self._send_rs(now)
                 return
+            self.srv_st[self.si] = _SV_SILENT
+            self.failures += 1
             if ph == _PH_REFRESH:
-                self._lost(now, "server %s stopped answering refreshes; requalifying"
-                           % self.server_addr[0])
+                why = "server %s stopped answering refreshes; requalifying" % self.server_addr[0]
+                if len(self.servers) > 1:
+                    # the others may answer: ask them all now, no back-off
+                    self._forget_address()
+                    self._qualify(now)
+                    self.error = why
+                    return
+                self._lost(now, why)
             else:
-                self._lost(now, "no answer from Teredo server %s (UDP %d) after %d tries: "
+                for k in range(len(self.servers)):
+                    if self.srv_st[k] == _SV_ASKED:
+                        self.srv_st[k] = _SV_SILENT
+                self._lost(now, "no answer from Teredo server%s %s (UDP %d) after %d tries: "
                            "check the server address and that UDP is not blocked"
-                           % (self.server_addr[0], proto.PORT, self.tries))
+                           % ("s" if len(self.servers) > 1 else "", self.server_text(), proto.PORT,
+                              self.tries))
             return
         # offline or symmetric: time to try again
         self._qualify(now)
 
+    def server_text(self):
+        """The servers as text for messages: addresses, with the names they came from."""
+        if len(self.servers) == 1 and not self.labels[0]:
+            return self.server_addr[0]
+        from teredo import servers
+        return servers.text(self)
+
     def _qualify(self, now):
+        if not self.servers:
+            # the shell has no address for any server yet (names that did not resolve)
+            self.failures += 1
+            self._lost(now, self.error or "no Teredo server address")
+            return
         self._set_state(QUALIFYING, now)
         self.phase = _PH_PRIMARY
         self.nt = _NT_NONE
@@ -517,6 +599,16 @@ class Client:
             self.cone_sent = True
             self._rs(self.nonce_cone, True, self.server_addr)
         self._rs(self.nonce_nc, False, self.server_addr)
+        self.rs_t = now
+        if self.srv_st[self.si] == _SV_NEW:
+            self.srv_st[self.si] = _SV_ASKED
+        if self.phase == _PH_PRIMARY and self.nt == _NT_NONE and len(self.servers) > 1:
+            # the others, each with a nonce of its own: the first RA wins
+            for k in range(len(self.servers)):
+                if k != self.si:
+                    if self.srv_st[k] == _SV_NEW:
+                        self.srv_st[k] = _SV_ASKED
+                    self._rs(self.srv_nonce[k], False, (addr.format_ipv4(self.servers[k][0]), proto.PORT))
         self.deadline = _add(now, self.cfg["qual_timeout_ms"])
 
     def _rs(self, nonce, cone, to):
@@ -551,6 +643,12 @@ class Client:
         nh = rx[ip + 6]
         from_server = sport == proto.PORT and (wire.eq(src4, 0, self.server4, 0, 4)
                                                or wire.eq(src4, 0, self.server2_4, 0, 4))
+        if (not from_server and sport == proto.PORT and len(self.servers) > 1
+                and nh == proto.NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == proto.ICMP_RA):
+            for k in range(len(self.servers)):
+                if wire.eq(src4, 0, self.servers[k][0], 0, 4):
+                    self._rank_ra(k, now)
+                    return EV_NONE
         if from_server:
             if nh == proto.NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == proto.ICMP_RA:
                 self._on_ra(src4, now)
@@ -738,6 +836,9 @@ class Client:
             return
         self._random(nonce, 8)  # one RA per nonce: replays are now stale
         self.last_server = now  # §5.2.3: a valid RA is an interaction with the server
+        if from_primary and not cone_dst:
+            self.srv_st[self.si] = _SV_OK
+            self.srv_rtt[self.si] = _diff(now, self.rs_t)
         m4 = self.tmp4
         port = self.res[0]
         mtu = self.res[1]
@@ -791,26 +892,7 @@ class Client:
                 return
             # the mapping moved: a new primary answer (below) or a changed one
         if qualifying:
-            # the primary's answer: usable now; the NAT type follows (§5.2.1)
-            self.first4[0:4] = m4
-            self.first_port = port
-            self.mtu = mtu
-            self.warning = None
-            if self.nat == 3:
-                # it was symmetric: test again before using the address
-                self.phase = _PH_NONE
-                self.deadline = _add(now, _HALF - 1)
-            elif self._qualified(m4, port, mtu, now) and self.nat:
-                return  # same mapping and server as before: the NAT type stands
-            else:
-                self.nat = 0
-                self.changes += 1
-            if self.cone_sent:
-                self.nt = _NT_CONE
-                self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
-            else:
-                self.nt = _NT_S2 - 1  # no try yet
-                self._nat_timer(now)
+            self._first_ra(m4, port, mtu, now)
             return
         if self.state == QUALIFIED:
             # §5.2.5: the mapping must still match our address
@@ -827,6 +909,54 @@ class Client:
                           % (old, addr.format_ipv4(m4), port))
             return
         self._drop(wire.RA_NONCE)
+
+    def _first_ra(self, m4, port, mtu, now):
+        """The primary's answer while qualifying: usable now; the NAT type
+        follows (§5.2.1)."""
+        self.first4[0:4] = m4
+        self.first_port = port
+        self.mtu = mtu
+        self.warning = None
+        if self.nat == 3:
+            # it was symmetric: test again before using the address
+            self.phase = _PH_NONE
+            self.deadline = _add(now, _HALF - 1)
+        elif self._qualified(m4, port, mtu, now) and self.nat:
+            return  # same mapping and server as before: the NAT type stands
+        else:
+            self.nat = 0
+            self.changes += 1
+        if self.cone_sent:
+            self.nt = _NT_CONE
+            self.nt_deadline = _add(now, self.cfg["qual_timeout_ms"])
+        else:
+            self.nt = _NT_S2 - 1  # no try yet
+            self._nat_timer(now)
+
+    def _rank_ra(self, k, now):
+        """An RA from the primary of server k, not the one in use: the answer
+        to the rank RS of _send_rs.  Its round trip goes into status; while
+        qualifying, the first one to come makes k the server in use."""
+        nonce = self.srv_nonce[k]
+        r = wire.parse_ra(self.rx, self.hdr, nonce, proto.LL_NONCONE, self.servers[k][0],
+                          self.res, self.tmp4)
+        if r:
+            self._drop(r)
+            return
+        self._random(nonce, 8)
+        self.srv_st[k] = _SV_OK
+        self.srv_rtt[k] = _diff(now, self.rs_t)
+        if self.state != QUALIFYING or self.phase != _PH_PRIMARY or self.nt != _NT_NONE:
+            return  # a slower one: counted, not used
+        # the one we asked first may still answer: its nonce goes with it
+        self.srv_nonce[self.si][0:8] = self.nonce_nc
+        self._use(k)
+        # the cone RS went to the other server: no cone test this time
+        self.cone_sent = False
+        self._random(self.nonce_nc, 8)
+        self._random(self.nonce_cone, 8)
+        self.last_server = now
+        self._first_ra(self.tmp4, self.res[0], self.res[1], now)
 
     def _qualified(self, mapped4, port, mtu, now):
         """§5.2.1: build our address from the RA's prefix and the origin
@@ -1134,6 +1264,18 @@ def _sub(a, dt):
     if d < 0:
         d = d + _HALF + _HALF
     return d
+
+
+def _next4(b):
+    """RFC 4380 §5.2: the secondary address is the primary + 1 by convention."""
+    s2 = bytearray(b)
+    i = 3
+    while i >= 0:
+        s2[i] = (s2[i] + 1) & 0xFF
+        if s2[i]:
+            break
+        i -= 1
+    return bytes(s2)
 
 
 def _ip4(v, what):

@@ -95,13 +95,38 @@ def _dst16(a):
     return a
 
 
+def _dotted(text):
+    """Only digits and dots: one IPv4 address (no list, no name)."""
+    for ch in text:
+        if ch != "." and not ("0" <= ch <= "9"):
+            return False
+    return True
+
+
 class Interface:
     """The Teredo interface: one UDP socket to the Internet, the client core,
     and the app sockets bound to ports of our Teredo address."""
 
     def __init__(self, server, server2=None, port=0, rand=None, udp=None, clock=None, tcp=None,
-                 client_class=Client, **options):
-        # client_class: Client, or a subclass (teredo.raw.RawClient for a tun)
+                 client_class=Client, resolve=None, **options):
+        # client_class: Client, or a subclass (teredo.raw.RawClient for a tun).
+        # server: an IPv4 address, or a comma-separated list of addresses and
+        # host names; names are resolved at open() and after every
+        # qualification that failed (resolve(name) -> [4 bytes, ...]).
+        self._names = None  # type: list | None  # the server items, when some are host names
+        self._unresolved = []       # names that did not resolve, with the reason
+        self._fails = 0             # client.failures when the names were resolved last
+        self._resolver = resolve
+        if isinstance(server, str) and not _dotted(server):
+            from teredo import servers  # names or a list: loaded only then
+            items = servers.parse(server)
+            for it in items:
+                if isinstance(it, str):
+                    self._names = items
+        if self._names is not None:
+            if server2 is not None:
+                raise ValueError("server2 goes with a single server address, not with host names")
+            server = None
         self.client = client_class(server, server2, rand=rand or _rand, **options)
         self.tcp = None             # the TCP (teredo.tcp), made on first use
         self.tcp_options = tcp or {}  # its options (slots, rx_bytes, tx_bytes, ...)
@@ -159,9 +184,28 @@ class Interface:
         self.sock = s
         self._fd = s.fileno() if hasattr(s, "fileno") else -2
         self.error = None
+        if self._names is not None:
+            self.resolve()
         self.client.start(now)
+        if self._unresolved and not self.client.servers:
+            self.client.error = self._why_unresolved()
         self._due = now
         return self
+
+    def resolve(self):
+        """Look up the server names (getaddrinfo: this blocks while the
+        resolver works) and give the client the servers (teredo.servers)."""
+        from teredo import servers
+        c = self.client
+        self._fails = c.failures
+        pairs, labels, self._unresolved = servers.resolve(self._names or (), self._resolver)
+        if pairs:
+            c.set_servers(pairs, labels)
+        elif self._unresolved:
+            c.error = self._why_unresolved()
+
+    def _why_unresolved(self):
+        return "; ".join([w for _, w in self._unresolved]) + ": check the name and DNS; retrying"
 
     def up(self, timeout_ms=20000):
         """Open if needed and run until qualified; OSError(ETIMEDOUT) with the
@@ -172,7 +216,7 @@ class Interface:
         while self.client.state != QUALIFIED:
             left = timeout_ms - _diff(self.ticks(), t0)
             if left <= 0:
-                why = self.client.error or "no answer from Teredo server %s" % self.client.server_addr[0]
+                why = self.client.error or "no answer from Teredo server %s" % self.client.server_text()
                 self.error = "not qualified after %d ms: %s" % (timeout_ms, why)
                 raise OSError(ETIMEDOUT, self.error)
             self.poll(left if left < 100 else 100)
@@ -231,6 +275,9 @@ class Interface:
             s = self._ports[p]
             socks.append({"port": p, "rx": s.rx, "tx": s.tx, "queued": s.count, "dropped": s.dropped})
         st["sockets"] = socks
+        for name, why in self._unresolved:
+            st["servers"].append({"name": name, "address": None, "state": "unresolved", "rtt_ms": None,
+                                  "error": why})
         if self.tcp is not None:
             st["tcp"] = self.tcp.status()
         return st
@@ -375,6 +422,8 @@ class Interface:
         now = self.ticks()
         if self.sock is not None and _diff(now, self._due) >= 0:
             c.on_timer(now)
+            if self._names is not None and c.failures != self._fails:
+                self.resolve()  # after a failure: the names may point elsewhere now
             if self.tcp is not None:
                 self.tcp.on_timer(now)
                 self.flush()

@@ -353,7 +353,8 @@ def _restart_and_show(port, cfg, timeout):
 
 def add_config(p):
     _port_options(p)
-    p.add_argument("--server", help="Teredo server IPv4 address (global unicast)")
+    p.add_argument("--server", help="Teredo server: IPv4 address (global unicast) or host name, or a "
+                                    "comma-separated list of them for failover")
     p.add_argument("--server2", help="its second address (default: server + 1; \"\" for the default)")
     p.add_argument("--wifi-ssid", help="WiFi network name")
     p.add_argument("--wifi-password", help="WiFi password (prompted for when --wifi-ssid is given "
@@ -375,6 +376,16 @@ def _duration(s):
     return "%d h %02d min" % (s // 3600, s % 3600 // 60)
 
 
+def _server_row(x):
+    """One server of the list: name, address, what it did, its round trip."""
+    name = x.get("name")
+    a = x.get("address") or "-"
+    who = "%s (%s)" % (name, a) if name and name != a else a
+    rtt = x.get("rtt_ms")
+    return "%s  %s%s%s" % (who, x.get("state"), "" if rtt is None else ", %d ms" % rtt,
+                           ": " + x["error"] if x.get("error") else "")
+
+
 def format_status(st):
     def v(k, default="-"):
         x = st.get(k)
@@ -392,6 +403,9 @@ def format_status(st):
         ("traffic", "rx %s  tx %s  peers %s" % (v("rx", 0), v("tx", 0), v("peers", 0))),
         ("drops", ", ".join("%s %s" % kv for kv in sorted((st.get("drops") or {}).items())) or "none"),
     ]
+    servers = st.get("servers") or []
+    if len(servers) > 1 or any(x.get("name") or x.get("error") for x in servers):
+        rows.append(("servers", "\n          ".join(_server_row(x) for x in servers)))
     socks = st.get("sockets") or []
     rows.append(("sockets", ", ".join("UDP %s (rx %s, tx %s, queued %s, dropped %s)" % (
         k.get("port"), k.get("rx"), k.get("tx"), k.get("queued"), k.get("dropped"))

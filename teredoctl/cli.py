@@ -56,8 +56,11 @@ def add_decode(p):
 # ---- client (host build) --------------------------------------------------
 
 def add_client(p):
-    p.add_argument("--server", required=True, help="Teredo server IPv4 address")
-    p.add_argument("--server2", help="secondary server address (default: server + 1)")
+    p.add_argument("--server", required=True,
+                   help="Teredo server: IPv4 address or host name, or a comma-separated list of them "
+                        "(the first to answer is used; a dead one is failed over)")
+    p.add_argument("--server2", help="secondary server address (default: server + 1; a single IPv4 "
+                                     "server only)")
     p.add_argument("--port", type=int, default=0, help="local UDP port (default: random)")
     p.add_argument("--refresh", type=int, default=30, help="refresh interval in seconds (default 30)")
     p.add_argument("--ping", metavar="ADDR", help="once qualified, ping this IPv6 address")

@@ -25,6 +25,8 @@ APP_MODULE = "teredo_user_app"
 
 def local_address(server, port):
     """The local IPv4 the kernel would use toward the server (no packet sent)."""
+    if server is None:
+        return "0.0.0.0"
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.connect((server, 3544))
@@ -134,9 +136,11 @@ class HostClient:
             self.iface.open()
         except OSError as e:
             raise ValueError("cannot bind UDP port %d: %s; pick another with --port" % (a.port, e.args[-1]))
-        local = "%s:%d" % (local_address(a.server, a.port), self.iface.sock.getsockname()[1])
+        c = self.iface.client
+        local = "%s:%d" % (local_address(c.server_addr[0] if c.servers else None, a.port),
+                           self.iface.sock.getsockname()[1])
         self.iface.client.set_local(local)
-        log("local %s, server %s" % (local, self.iface.client.server_addr[0]))
+        log("local %s, server %s" % (local, c.server_text() if c.servers else a.server))
         self.iface.astart()
         tasks = []
         if a.ping:

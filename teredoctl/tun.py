@@ -512,7 +512,9 @@ class Tunnel:
         except OSError:
             pass
         from teredoctl.hostclient import local_address
-        i.client.set_local("%s:%d" % (local_address(self.args.server, self.args.port),
+        c = i.client
+        i.client.set_local("%s:%d" % (local_address(c.server_addr[0] if c.servers else None,
+                                                    self.args.port),
                                       i.sock.getsockname()[1]))
         self.started = True
 
@@ -557,7 +559,7 @@ class Tunnel:
             if self.sunset is None:
                 self.start_client()
             self.changed()
-            log("server %s, local %s" % (i.client.server_addr[0], i.client.local))
+            log("server %s, local %s" % (i.client.server_text(), i.client.local))
             while not self.stopping:
                 wait = 1000
                 if self.sunset is not None:

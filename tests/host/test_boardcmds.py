@@ -811,8 +811,9 @@ def test_config_typo_with_a_password_stored_never_stops_the_firmware(board, caps
     assert rc == 0, out + err
     before = (board.flash / "config.json").read_bytes()
     st0 = _status(capsys, board.link)
-    bad = [("--server", "10.0.0.1"), ("--server", "198.51.100.300"), ("--server", "x"),
-           ("--server2", "224.0.0.1"), ("--refresh", "5"), ("--refresh", "3601"),
+    bad = [("--server", "10.0.0.1"), ("--server", "198.51.100.300"), ("--server", "teredo..example"),
+           ("--server", "198.51.100.10,10.0.0.1"), ("--server2", "224.0.0.1"), ("--refresh", "5"),
+           ("--refresh", "3601"),
            ("--client-port", "70000"), ("--client-port", "-1"), ("--wifi-ssid", "s" * 33),
            ("--wifi-password", "p" * 65)]
     for opt, value in bad:

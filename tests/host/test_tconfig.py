@@ -26,6 +26,14 @@ def test_save_then_load_and_masking():
     assert not os.path.exists(teredo_config.NEW)
 
 
+def test_server_names_and_lists_are_kept_as_given():
+    for v in ("teredo.example.net", "teredo.example.net, 198.51.100.10", "198.51.100.10,203.0.113.5"):
+        cfg = teredo_config.save({"server": v})
+        assert cfg["server"] == v
+        got, err = teredo_config.load()
+        assert err is None and got["server"] == v
+
+
 @pytest.mark.parametrize("bad,words", [
     ({}, "no Teredo server"),
     ({"server": "10.0.0.1"}, "not a global"),
@@ -33,6 +41,13 @@ def test_save_then_load_and_masking():
     ({"server": "198.51.100.10", "client_port": 70000}, "client_port"),
     ({"server": "198.51.100.10", "colour": "red"}, "unknown config key"),
     ({"server": "198.51.100.10", "wifi_ssid": ""}, "wifi_ssid"),
+    ({"server": "teredo..example"}, "neither an IPv4 address nor a host name"),
+    ({"server": "198.51.100.10,,203.0.113.5"}, "empty entry"),
+    ({"server": ",".join("198.51.100.%d" % k for k in range(10, 15))}, "at most 4"),
+    ({"server": "198.51.100.10,203.0.113.5", "server2": "198.51.100.20"}, "server2 goes with a single"),
+    ({"server": "teredo.example", "server2": "198.51.100.20"}, "server2 goes with a single"),
+    ({"server": "198.51.100.10", "server2": "198.51.100.10"}, "differ"),
+    ({"server": 3}, "in quotes"),
 ])
 def test_validation_says_what_to_fix(bad, words):
     with pytest.raises(ValueError) as e:

@@ -131,6 +131,11 @@ NAT1_LAN = "198.18.1.1"
 NAT2_LAN = "198.18.2.1"
 CLIENT1_IP = "198.18.1.2"
 CLIENT2_IP = "198.18.2.2"
+# a second Teredo server (Lab.start_server_b): its own two addresses
+SERVER_B_IP = "198.51.100.12"
+SERVER_B_IP2 = "198.51.100.13"
+# an address where nothing answers (a dead server)
+DEAD_IP = "198.51.100.99"
 TEREDO_PREFIX = "2001::/32"
 # 2001:0:c633:640a = Teredo prefix + SERVER_IP
 TEREDO_SERVER_PREFIX = "2001:0:c633:640a"
@@ -464,6 +469,7 @@ class Lab:
         self.workdir = workdir
         self.prefix: str | None = None
         self._namespaces: list[str] = []
+        self._etc_dirs: list[str] = []  # /etc/netns/<ns> made by set_hosts
         self._procs: list[tuple[subprocess.Popen, object]] = []
         self._captures: dict[str, Capture] = {}
         self._peer: subprocess.Popen | None = None
@@ -708,6 +714,47 @@ class Lab:
             return r.returncode == 0 and "2001::/32" in r.stdout
         self._wait("relay tun with 2001::/32", ready, 10, p, "miredo-relay.log")
 
+    def set_hosts(self, name: str, hosts: dict) -> str:
+        """Host names for the processes of namespace ``name``: ``ip netns
+        exec`` mounts /etc/netns/<ns>/hosts over /etc/hosts (a file, no
+        route or address in the root namespace); removed at teardown."""
+        d = os.path.join("/etc/netns", self.ns(name))
+        os.makedirs(d, exist_ok=True)
+        if d not in self._etc_dirs:
+            self._etc_dirs.append(d)
+        p = os.path.join(d, "hosts")
+        with open(p, "w") as f:
+            f.write("127.0.0.1 localhost\n")
+            for host, ip in hosts.items():
+                for a in ([ip] if isinstance(ip, str) else ip):
+                    f.write(f"{a} {host}\n")
+        return p
+
+    def start_server_b(self) -> None:
+        """A second miredo-server on SERVER_B_IP and SERVER_B_IP2 (same
+        namespace, own addresses), for server lists and failover."""
+        if getattr(self, "_server_b_proc", None) is not None:
+            return
+        for a in (SERVER_B_IP, SERVER_B_IP2):
+            _sh(["ip", "-n", self.ns("srv"), "addr", "replace", a + "/24", "dev", "eth0"])
+        conf = self._write("miredo-server-b.conf",
+                           f"ServerBindAddress {SERVER_B_IP}\n"
+                           f"ServerBindAddress2 {SERVER_B_IP2}\n")
+        p = self.popen("srv", ["miredo-server", "-f", "-c", conf,
+                               "-p", self.path("miredo-server-b.pid")],
+                       log="miredo-server-b.log")
+        self._server_b_proc = p
+        self._wait("second miredo-server on udp/3544",
+                   lambda: self._udp_bound("srv", SERVER_B_IP, 3544)
+                   and self._udp_bound("srv", SERVER_B_IP2, 3544),
+                   10, p, "miredo-server-b.log")
+
+    def stop_server_b(self) -> None:
+        p = getattr(self, "_server_b_proc", None)
+        if p is not None:
+            self.stop_process(p)
+            self._server_b_proc = None
+
     def stop_server(self) -> None:
         """Stop miredo-server (a server outage); start_server() brings it back."""
         p = getattr(self, "_server_proc", None)
@@ -919,6 +966,9 @@ class Lab:
             if cp.returncode != 0:
                 _log(f"ip netns del {ns}: {cp.stderr.strip()}")
         self._namespaces = []
+        for d in self._etc_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._etc_dirs = []
         _live_labs.discard(self)
         keep = self.keep_workdir if keep_workdir is None else keep_workdir
         keep = keep or self._failed or self._explicit_workdir
@@ -1000,6 +1050,7 @@ def cleanup_stale(force: bool = False, verbose: bool = True) -> list[str]:
         cp = _sh(["ip", "netns", "del", ns], check=False)
         if cp.returncode == 0:
             removed.append(ns)
+            shutil.rmtree(os.path.join("/etc/netns", ns), ignore_errors=True)  # set_hosts
             if verbose:
                 _log(f"deleted {ns}")
     return removed
