@@ -127,7 +127,8 @@ def cmd_flash(args):
         print("MicroPython written; waiting for its first boot", flush=True)
         time.sleep(args.boot_wait)
     res = flashing.flash_firmware(port, args.board, args.source, reset=not args.no_reset,
-                                  timeout=max(args.timeout, 10.0), app=args.app, no_app=args.no_app)
+                                  timeout=max(args.timeout, 10.0), app=args.app, no_app=args.no_app,
+                                  romfs=args.romfs)
     if args.no_reset:
         print("not reset (--no-reset): the new firmware runs after the next reset")
     return 0 if res else 1
@@ -146,6 +147,10 @@ def add_flash(p):
                    "board stays")
     g.add_argument("--no-app", action="store_true", help="remove the app from the board")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset after copying")
+    p.add_argument("--romfs", action="store_true",
+                   help="put the modules in the board's ROMFS partition (MicroPython >= 1.25 built with "
+                        "one), where their code runs in place from flash instead of taking heap; "
+                        "boot.py, main.py, board.json and the app stay files")
     p.add_argument("--boot-wait", type=float, default=3.0, help=argparse.SUPPRESS)
     p.add_argument("--source", default=None, help=argparse.SUPPRESS)
 

@@ -269,9 +269,17 @@ def query_code(names):
         "_r = {}\n"
         "for _n in %s:\n"
         "    _r[_n] = _h(_n)\n"
+        "try:\n"
+        "    import vfs\n"
+        "    _rp = vfs.rom_ioctl(1) if hasattr(vfs, 'rom_ioctl') else -1\n"
+        "    _d = vfs.rom_ioctl(2, 0) if _rp > 0 else -1\n"
+        "    _rs = 0 if isinstance(_d, int) else (_d.ioctl(4, 0) * _d.ioctl(5, 0) "
+        "if hasattr(_d, 'ioctl') else len(_d))\n"
+        "except Exception:\n"
+        "    _rp, _rs = -1, 0\n"
         "print('##flash', json.dumps({'mpy': getattr(sys.implementation, '_mpy', None), "
         "'platform': sys.platform, 'machine': getattr(sys.implementation, '_machine', ''), "
-        "'hashes': _r}))\n"
+        "'hashes': _r, 'romfs': [_rp, _rs]}))\n"
         % repr(sorted(names)))
 
 
@@ -440,7 +448,88 @@ def app_summary(rels, app, no_app, have):
     return "user app: none (teredoctl flash --app FILE installs one)"
 
 
-def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0, app=None, no_app=False):
+def romfs_code(size, digest, remove):
+    """Board code after a ROMFS deploy: the sha256 of the partition's first
+    size bytes; only if it is digest, remove the filesystem copies of the
+    modules now in ROM (they would shadow /rom: '' comes first in sys.path)
+    and the directories left empty; then where teredo is imported from."""
+    return _BOARD_HASH + (
+        "import vfs\n"
+        "_d = hashlib.sha256(memoryview(vfs.rom_ioctl(2, 0))[:%d]).digest()\n"
+        "_ok = binascii.hexlify(_d).decode() == %r\n"
+        "_left = []\n"
+        "if _ok:\n"
+        "    for _n in %r:\n"
+        "        try:\n"
+        "            os.remove(_n)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "        if _h(_n) is not None:\n"
+        "            _left.append(_n)\n"
+        "    for _n in %r:\n"
+        "        try:\n"
+        "            os.rmdir(_n)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    for _m in list(sys.modules):\n"
+        "        if _m == 'teredo' or _m.startswith('teredo.'):\n"
+        "            del sys.modules[_m]\n"
+        "    import teredo\n"
+        "    _f = teredo.__file__\n"
+        "else:\n"
+        "    _f = None\n"
+        "print('##flash', json.dumps({'ok': _ok, 'left': _left, 'from': _f}))\n"
+        % (size, digest, sorted(remove), sorted({n.rsplit("/", 1)[0] for n in remove if "/" in n},
+                                                  reverse=True)))
+
+
+def romfs_image(files, out):
+    """The modules of a flash (not boot.py/main.py, board.json or the user's
+    app, which stay files) as a ROMFS image (mpremote romfs build); returns
+    (image bytes, names in it)."""
+    src = out + ".d"
+    names = sorted(n for n in files if n not in SOURCE_ONLY and n != BOARD_FILE and n not in APP_NAMES)
+    for n in names:
+        dst = os.path.join(src, n)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy(files[n], dst)
+    rc, text = run_tool(MPREMOTE + ["romfs", "--no-mpy", "-o", out, "build", src], 60)
+    if rc != 0:
+        raise FlashError("mpremote romfs build failed (%s)" % (text.strip().splitlines() or ["?"])[-1])
+    with open(out, "rb") as f:
+        return f.read(), names
+
+
+def deploy_romfs(port, files, info, tmp):
+    """--romfs: the modules go to the board's ROMFS partition (mpremote romfs
+    deploy), are verified there by sha256, and only then their filesystem
+    copies (the same version, just flashed) are removed.  A reset at any
+    point leaves a firmware that starts: files first, then /rom."""
+    image, names = romfs_image(files, os.path.join(tmp, "firmware.romfs"))
+    size = info.get("romfs", [-1, 0])[1]
+    if len(image) > size:
+        raise FlashError("the firmware's ROMFS image is %d bytes and the board's ROMFS partition only %d: "
+                         "flash without --romfs (the modules stay .mpy files)" % (len(image), size))
+    say("ROMFS image %d bytes (%d modules) -> partition 0 of %d bytes" % (len(image), len(names), size))
+    t0 = time.monotonic()
+    mpremote(port, ["romfs", "--partition", "0", "deploy", os.path.join(tmp, "firmware.romfs")],
+             120 + len(image) // 2000)
+    digest = hashlib.sha256(image).hexdigest()
+    res = parse_flash_line(mpremote(port, ["exec", romfs_code(len(image), digest, names)], 60), port)
+    if not res.get("ok"):
+        raise FlashError("the ROMFS partition of %s did not read back as written; the firmware still runs "
+                         "from its files: run teredoctl flash --romfs again" % port)
+    if res.get("left"):
+        raise FlashError("could not remove %s from %s (they would shadow /rom): remove them by hand "
+                         "(mpremote rm) and run teredoctl flash --romfs again"
+                         % (", ".join(res["left"]), port))
+    say("ROMFS deployed in %.1f s, verified by sha256; the modules now run from %s"
+        % (time.monotonic() - t0, os.path.dirname(res.get("from") or "/rom/teredo")))
+    return len(image)
+
+
+def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0, app=None, no_app=False,
+                   romfs=False):
     """Compile, copy what changed, verify, soft-reset.  Returns a summary dict.
     src_dir: a folder laid out as the board's files (default: the library and
     the board application that teredoctl ships, plus app, the user's module).
@@ -451,7 +540,7 @@ def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0
                 paths.stage_firmware(tmp, app)
             except OSError as e:
                 raise FlashError("cannot gather the firmware files (%s)" % e)
-            return flash_firmware(port, board_name, tmp, reset, timeout, app, no_app)
+            return flash_firmware(port, board_name, tmp, reset, timeout, app, no_app, romfs)
     rels = sources(src_dir)
     # every name we may manage: both forms of each module, so a twin is seen and removed
     names = set([BOARD_FILE]) | set(APP_NAMES)
@@ -464,15 +553,24 @@ def flash_firmware(port, board_name=None, src_dir=None, reset=True, timeout=10.0
     mpy_cross_exe()
     with firmware_restarted(port) as fr:
         fr.done = not reset  # --no-reset: the user asked for the board to stay stopped
-        return _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app)
+        return _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app, romfs)
 
 
-def _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app):
+def _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app, romfs=False):
     say("asking %s for its .mpy version and file hashes" % port)
     info = parse_flash_line(mpremote(port, ["exec", query_code(names)], 60), port)
     cfg = resolve_board(port, board_name, info)
     exe = mpy_cross_exe()
     arch, why = mpy_target(info.get("mpy"), mpy_cross_version(exe))
+    if romfs:
+        parts = (info.get("romfs") or [-1, 0])[0]
+        if parts <= 0:
+            raise FlashError("%s has no ROMFS partition (its MicroPython %s): --romfs needs MicroPython "
+                             "1.25 or later built with one; run teredoctl flash without --romfs (the "
+                             "modules go on the filesystem as .mpy files); nothing was changed"
+                             % (port, "has no vfs.rom_ioctl" if parts < 0 else "reports 0 partitions"))
+        if arch is None:
+            raise FlashError("--romfs needs .mpy files and %s: %s; nothing was changed" % (port, why))
     if arch is None:
         say("note: shipping .py sources, not .mpy: %s" % why)
     elif cfg["mpy_arch"] and arch and arch != cfg["mpy_arch"]:
@@ -500,11 +598,12 @@ def _flash(port, board_name, src_dir, reset, timeout, rels, names, app, no_app):
         else:
             say("firmware on %s is up to date" % port)
         say(app_summary(rels, app, no_app, have))
+        rom = deploy_romfs(port, files, info, tmp) if romfs else None
     started = None
     if reset:
         started = restart(port, timeout, cfg)
     return {"board": cfg["name"], "arch": arch, "files": sorted(want), "changed": changed,
-            "started": started}
+            "started": started, "romfs_bytes": rom}
 
 
 def copy(port, files, want, changed, twins, leftovers, names):

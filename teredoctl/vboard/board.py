@@ -223,6 +223,17 @@ def host_ifconfig():
     return (ip, mask, gw, dns)
 
 
+def _size(text):
+    """'256K', '1M' or a number of bytes -> bytes (a multiple of 4096)."""
+    m = re.match(r"^(\d+)([kKmM]?)$", str(text))
+    if not m:
+        raise ValueError("bad size %r (e.g. 256K, 1M)" % (text,))
+    n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+    if n < 4096 or n % 4096:
+        raise ValueError("a ROMFS partition is a whole number of 4K blocks: %r" % (text,))
+    return n
+
+
 def _reset_banner(kind, note):
     line, _ = _RESETS[kind]
     return ("\r\nets Jun  8 2016 00:22:57\r\n\r\n%s,boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
@@ -234,7 +245,8 @@ class VirtualBoard:
     (foreground until ``stop()`` is called, e.g. from a signal handler)."""
 
     def __init__(self, flash_dir, link, board="esp32", heap=DEFAULT_HEAP, ctl_dir=None,
-                 micropython=None, log=None, wifi_delay_ms=300, crlf=True, romfs=None):
+                 micropython=None, log=None, wifi_delay_ms=300, crlf=True, romfs=None,
+                 romfs_partition=None):
         if not re.match(r"^\d+[wW]?[kKmM]?$", str(heap)):
             raise ValueError("bad heap size %r (e.g. 64K, 2M, 100000)" % (heap,))
         self.flash_dir = os.path.abspath(flash_dir)
@@ -250,9 +262,16 @@ class VirtualBoard:
         self.log_path = log
         self.romfs = os.path.abspath(romfs) if romfs else None
         self.shim_image = None
+        self.romfs_image = None
         self.preload = None
         if self.romfs and not os.path.isfile(self.romfs):
             raise FileNotFoundError("ROMFS image %s not found" % self.romfs)
+        # a writable ROMFS partition (vfs.rom_ioctl): the file romfs0.img in the ctl dir
+        self.rompart_size = _size(romfs_partition) if romfs_partition else 0
+        self.rompart = os.path.join(self.ctl_dir, "romfs0.img") if romfs_partition else None
+        if self.romfs and self.rompart:
+            raise ValueError("--romfs (a fixed image) and --romfs-partition (a writable partition) "
+                             "exclude each other: give one")
         self.wifi_delay_ms = int(wifi_delay_ms)
         self.crlf = crlf
         self._prev_cr = False
@@ -313,8 +332,16 @@ class VirtualBoard:
             self._unlink_ctl(n)
         if self.log_path:
             self._log = open(self.log_path, "ab", buffering=0)
+        if self.rompart:
+            # a new partition is erased flash; one of another size is made anew
+            if not os.path.isfile(self.rompart) or os.path.getsize(self.rompart) != self.rompart_size:
+                with open(self.rompart, "wb") as f:
+                    f.write(b"\xff" * self.rompart_size)
+            self.romfs_image = self.rompart
+        else:
+            self.romfs_image = self.romfs
         self.shim_image = self._build_shim_rom()
-        if self.romfs and self.preload is None and self._elf_class() is not None:
+        if self.romfs_image and self.preload is None and self._elf_class() is not None:
             raise RuntimeError("--romfs with %s (a standalone binary) needs a C compiler (cc) to "
                                "build the vboard's ROM mapper" % self.micropython)
         ma, sa = pty.openpty()
@@ -681,15 +708,17 @@ class VirtualBoard:
         images = []
         if self.shim_image:
             images.append("shims=" + self.shim_image)
-        if self.romfs:
-            images.append("romfs=" + self.romfs)
+        if self.romfs_image:
+            images.append("romfs=" + self.romfs_image)
+        if self.rompart:
+            env["VBOARD_ROMPART"] = "1"
         if images and self.preload:
             # a standalone binary: the preloaded mapper maps the images
             env["LD_PRELOAD"] = self.preload
             if self.shim_image:
                 env["VBOARD_MAP_SHIMS"] = self.shim_image
-            if self.romfs:
-                env["VBOARD_MAP_ROMFS"] = self.romfs
+            if self.romfs_image:
+                env["VBOARD_MAP_ROMFS"] = self.romfs_image
         elif images:
             # the pip unix port runs inside CPython: a launcher maps the
             # images and runs the port in the same process
@@ -890,6 +919,10 @@ def add_arguments(p):
     p.add_argument("--wifi-delay-ms", type=int, default=300, help="simulated association time")
     p.add_argument("--romfs", default=None,
                    help="ROMFS image standing for the board's ROMFS partition (code runs in place)")
+    p.add_argument("--romfs-partition", default=None, metavar="SIZE",
+                   help="give the board a writable ROMFS partition of SIZE (e.g. 256K; vfs.rom_ioctl, "
+                        "as MicroPython >= 1.25 boards built with one): teredoctl flash --romfs "
+                        "and mpremote romfs deploy write it; kept in <ctl>/romfs0.img")
     p.add_argument("--no-crlf", action="store_true",
                    help="pass the interpreter's bare LF through (default: LF -> CR LF as a board)")
 
@@ -906,7 +939,7 @@ def run(a):
     """Run a virtual board with the parsed arguments until a signal stops it."""
     b = VirtualBoard(a.dir, a.link, board=a.board, heap=a.heap, ctl_dir=a.ctl,
                      micropython=a.micropython, log=a.log, wifi_delay_ms=a.wifi_delay_ms,
-                     crlf=not a.no_crlf, romfs=a.romfs)
+                     crlf=not a.no_crlf, romfs=a.romfs, romfs_partition=a.romfs_partition)
 
     def on_signal(signum, frame):
         b.stop()

@@ -92,13 +92,14 @@ def flash_hashes(flash):
 class Board:
     """A virtual board in this process, stopped (no processes, no link) at the end."""
 
-    def __init__(self, base, main_py=None, heap=HEAP, micropython=None):
+    def __init__(self, base, main_py=None, heap=HEAP, micropython=None, romfs_partition=None):
         self.flash = base / "flash"
         self.flash.mkdir(parents=True)
         if main_py is not None:
             (self.flash / "main.py").write_text(main_py)
         self.vb = vboard.VirtualBoard(self.flash, base / "tty", heap=heap, log=str(base / "serial.log"),
-                                      wifi_delay_ms=100, micropython=micropython)
+                                      wifi_delay_ms=100, micropython=micropython,
+                                      romfs_partition=romfs_partition)
         self.link = self.vb.link
 
     def __enter__(self):
@@ -869,3 +870,46 @@ def test_status_table_shows_tcp_connections():
     assert ":80 <-> [2001:db8:f::100]:40000 ESTABLISHED rx 120 tx 5000" in text
     # no TCP in use (the TCP is made on first use): no row
     assert not any(ln.startswith("tcp ") for ln in boardcmds.format_status({"state": "offline"}).splitlines())
+
+
+# ---- flash --romfs ---------------------------------------------------------------------------
+
+def test_flash_romfs_without_a_partition_changes_nothing(board, capsys):
+    before = flash_hashes(board.flash)
+    rc, out, err = teredoctl(capsys, "flash", "--port", board.link, "--romfs")
+    assert_one_line_error(rc, err, "no ROMFS partition", "has no vfs.rom_ioctl", "without --romfs",
+                          "nothing was changed")
+    assert flash_hashes(board.flash) == before
+    assert _status(capsys, board.link)["state"]  # the firmware was restarted and answers
+
+
+def test_flash_romfs_puts_the_modules_in_rom_and_frees_their_heap(tmp_path, capsys):
+    with Board(tmp_path, romfs_partition="256K") as b:
+        (b.flash / "config.json").write_text('{"server": "198.51.100.10"}')
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link)
+        assert rc == 0, out + err
+        heap_files = _status(capsys, b.link)["heap_used"]
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link, "--romfs")
+        assert rc == 0, out + err
+        assert "ROMFS deployed" in out and "verified by sha256" in out and "run from /rom/teredo" in out, out
+        assert "firmware %s started" % VERSION in out, out
+        # the partition holds a ROMFS image; the filesystem keeps only what stays a file
+        part = (tmp_path / "flash.ctl" / "romfs0.img").read_bytes()
+        assert part[:3] == b"\xd2\xcd\x31" and len(part) == 256 * 1024
+        left = sorted(flash_hashes(b.flash))
+        assert left == ["board.json", "boot.py", "config.json", "main.py"], left
+        st = _status(capsys, b.link)
+        assert st["firmware"] == VERSION
+        # the code runs in place (the soft reset started a new interpreter,
+        # which mapped the new partition): the firmware's heap lost most of its code
+        assert st["heap_used"] < heap_files - 20000, (st["heap_used"], heap_files)
+
+
+def test_flash_romfs_into_a_partition_too_small_keeps_the_files(tmp_path, capsys):
+    with Board(tmp_path, romfs_partition="16K") as b:
+        (b.flash / "config.json").write_text('{"server": "198.51.100.10"}')
+        rc, out, err = teredoctl(capsys, "flash", "--port", b.link, "--romfs")
+        line = assert_one_line_error(rc, err, "ROMFS partition only 16384", "flash without --romfs")
+        assert "firmware was restarted" in line, line
+        assert "teredo/client.mpy" in flash_hashes(b.flash)  # the files flashed first stay
+        assert _status(capsys, b.link)["firmware"] == VERSION

@@ -8,11 +8,14 @@
 # '/rom/lib' on sys.path, as a MicroPython >= 1.25 board with a ROMFS
 # partition does.  With VBOARD_SHIMS (the shims compiled into a ROMFS image by
 # the vboard) those are mounted at "/.rom" instead, so they run in place like
-# a board's C modules.  It then tells the vboard it is ready (Ctrl-C now
-# raises KeyboardInterrupt), runs boot.py and -- unless the board is coming
-# back into the raw REPL -- main.py, in the __main__ globals like a board's
-# pyexec does; "-i" then gives the REPL.  The escape sequences written to
-# stdout are markers consumed by the vboard (never forwarded to the host).
+# a board's C modules.  With VBOARD_ROMPART (--romfs-partition) the image is
+# the board's writable ROMFS partition and vfs gains rom_ioctl (_vbrom.py),
+# so mpremote romfs deploy and teredoctl flash --romfs write it.  It then
+# tells the vboard it is ready (Ctrl-C now raises KeyboardInterrupt), runs
+# boot.py and -- unless the board is coming back into the raw REPL -- main.py,
+# in the __main__ globals like a board's pyexec does; "-i" then gives the
+# REPL.  The escape sequences written to stdout are markers consumed by the
+# vboard (never forwarded to the host).
 import os
 import sys
 
@@ -104,7 +107,13 @@ def _vb_setup():
     os.chdir("/")
     sys.path.clear()
     sys.path.extend(("", "/.rom", ".frozen", "/lib"))
-    romfs = _vb_rom("VBOARD_ROMFS")
+    if g("VBOARD_ROMPART"):
+        import _vbrom  # the partition's rom_ioctl (a board has it in C)
+        sys.modules["vfs"] = _vbrom.VFS
+    try:
+        romfs = _vb_rom("VBOARD_ROMFS")
+    except OSError:
+        romfs = None  # a partition that holds no ROMFS image (yet): no /rom
     if romfs is not None:
         os.mount(romfs, "/rom")
         sys.path[2:2] = ["/rom", "/rom/lib"]
