@@ -686,17 +686,17 @@ class Lab:
         return f"{addr}:{port} " in out or f"{addr}:{port}\t" in out
 
     def _start_server(self) -> None:
-        conf = self._write("miredo-server.conf",
-                           f"ServerBindAddress {SERVER_IP}\n"
-                           f"ServerBindAddress2 {SERVER_IP2}\n")
-        p = self.popen("srv", ["miredo-server", "-f", "-c", conf,
-                               "-p", self.path("miredo-server.pid")],
-                       log="miredo-server.log")
-        self._server_proc = p
-        self._wait("miredo-server on udp/3544",
-                   lambda: self._udp_bound("srv", SERVER_IP, 3544)
-                   and self._udp_bound("srv", SERVER_IP2, 3544),
-                   10, p, "miredo-server.log")
+        self._server_proc = self._miredo_server("miredo-server", SERVER_IP, SERVER_IP2)
+
+    def _miredo_server(self, name: str, a: str, b: str) -> subprocess.Popen:
+        """miredo-server on addresses a and b of the srv namespace, ready."""
+        conf = self._write(name + ".conf", f"ServerBindAddress {a}\nServerBindAddress2 {b}\n")
+        p = self.popen("srv", ["miredo-server", "-f", "-c", conf, "-p", self.path(name + ".pid")],
+                       log=name + ".log")
+        self._wait(f"{name} on udp/3544",
+                   lambda: self._udp_bound("srv", a, 3544) and self._udp_bound("srv", b, 3544),
+                   10, p, name + ".log")
+        return p
 
     def _start_relay(self) -> None:
         conf = self._write("miredo-relay.conf",
@@ -737,17 +737,7 @@ class Lab:
             return
         for a in (SERVER_B_IP, SERVER_B_IP2):
             _sh(["ip", "-n", self.ns("srv"), "addr", "replace", a + "/24", "dev", "eth0"])
-        conf = self._write("miredo-server-b.conf",
-                           f"ServerBindAddress {SERVER_B_IP}\n"
-                           f"ServerBindAddress2 {SERVER_B_IP2}\n")
-        p = self.popen("srv", ["miredo-server", "-f", "-c", conf,
-                               "-p", self.path("miredo-server-b.pid")],
-                       log="miredo-server-b.log")
-        self._server_b_proc = p
-        self._wait("second miredo-server on udp/3544",
-                   lambda: self._udp_bound("srv", SERVER_B_IP, 3544)
-                   and self._udp_bound("srv", SERVER_B_IP2, 3544),
-                   10, p, "miredo-server-b.log")
+        self._server_b_proc = self._miredo_server("miredo-server-b", SERVER_B_IP, SERVER_B_IP2)
 
     def stop_server_b(self) -> None:
         p = getattr(self, "_server_b_proc", None)
