@@ -381,6 +381,17 @@ def _duration(s):
     return "%d h %02d min" % (s // 3600, s % 3600 // 60)
 
 
+def _relay_row(st):
+    """The relay, and whether one has answered a connectivity test: qualified
+    is the server's word, IPv6 works once a relay has answered."""
+    ago = st.get("relay_ok_s_ago")
+    if ago is not None:
+        return "%s  (last test answered %s ago)" % (st.get("relay") or "-", _duration(ago))
+    if st.get("state") == "qualified":
+        return "none has answered yet: qualified, but IPv6 beyond Teredo is not proven until one does"
+    return "none yet"
+
+
 def _server_row(x):
     """One server of the list: name, address, what it did, its round trip."""
     name = x.get("name")
@@ -403,7 +414,7 @@ def format_status(st):
         ("server", "%s  (second %s)" % (v("server"), v("server2"))),
         ("NAT type", nat),
         ("mapped", "%s  (local %s)" % (v("mapped", "none yet"), v("local"))),
-        ("relay", v("relay", "none yet")),
+        ("relay", _relay_row(st)),
         ("uptime", "%s  (refresh every %s s)" % (_duration(st.get("uptime_s")), v("refresh_s"))),
         ("traffic", "rx %s  tx %s  peers %s" % (v("rx", 0), v("tx", 0), v("peers", 0))),
         ("drops", ", ".join("%s %s" % kv for kv in sorted((st.get("drops") or {}).items())) or "none"),

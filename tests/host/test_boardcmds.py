@@ -872,6 +872,29 @@ def test_status_table_shows_tcp_connections():
     assert not any(ln.startswith("tcp ") for ln in boardcmds.format_status({"state": "offline"}).splitlines())
 
 
+def test_status_table_tells_whether_a_relay_answered_and_lists_the_servers():
+    from teredoctl import boardcmds
+    q = {"state": "qualified", "relay": None, "relay_ok_s_ago": None, "servers": [
+        {"name": "a.example", "address": "198.51.100.10", "state": "in use", "rtt_ms": 12},
+        {"name": None, "address": "203.0.113.5", "state": "no answer", "rtt_ms": None},
+        {"name": "b.example", "address": None, "state": "unresolved", "rtt_ms": None,
+         "error": "cannot resolve b.example (timed out)"}]}
+    text = boardcmds.format_status(q)
+    relay = [ln for ln in text.splitlines() if ln.startswith("relay")][0]
+    assert "none has answered yet" in relay and "not proven" in relay, relay
+    assert "a.example (198.51.100.10)  in use, 12 ms" in text
+    assert "203.0.113.5  no answer" in text
+    assert "b.example (-)  unresolved: cannot resolve b.example (timed out)" in text
+    q.update(relay="198.51.100.20:3544", relay_ok_s_ago=75)
+    relay = [ln for ln in boardcmds.format_status(q).splitlines() if ln.startswith("relay")][0]
+    assert "198.51.100.20:3544  (last test answered 1 min 15 s ago)" in relay, relay
+    # one plain server: no servers row
+    one = {"state": "offline", "servers": [{"name": None, "address": "198.51.100.10", "state": "asked",
+                                             "rtt_ms": None}]}
+    assert "none yet" in boardcmds.format_status(one)
+    assert not any(ln.startswith("servers") for ln in boardcmds.format_status(one).splitlines())
+
+
 # ---- flash --romfs ---------------------------------------------------------------------------
 
 def test_flash_romfs_without_a_partition_changes_nothing(board, capsys):
