@@ -1,11 +1,11 @@
 # Peer timers and every bound of the client at its exact size: the 30 s peer
-# validity and the 2 s x 3 connectivity test and bubble rounds (RFC 4380
+# validity and the connectivity test and bubble rounds, once and 3 repeats 2 s apart (RFC 4380
 # §5.2.4, §5.2.6, §5.2.9), every byte of the connectivity-test nonce, the echo
 # and bubble token buckets, the transmit ring, the arena, the receive size,
 # the MTU, and every drop reason under its own name.  The client is driven
 # directly at exact times.  On CPython and the MicroPython unix port alike.
 from teredo import addr, proto, wire
-from teredo.client import ARENA_BYTES, TX_SLOTS, _add
+from teredo.client import ARENA_BYTES, EV_NONE, EV_TCP, TX_SLOTS, _add
 from harness import RELAY, SERVER, V6HOST, Net, ip4, ip6, qualified, with_relay
 from harness import drops, sent
 
@@ -81,6 +81,28 @@ def test_connectivity_test_reply_must_be_exactly_an_echo_reply_with_8_bytes():
         assert c.status()["relay"] is None, (size, typ)
 
 
+def test_connectivity_test_goes_once_then_repeats_every_2_s_three_times():
+    # §5.2.4 / §5.2.9: the test once, repeated up to 3 times 2 s apart, and
+    # a last 2 s for the answer; then the queued packet is lost, counted, and
+    # the entry stays (LRU) without a test running
+    for t0 in (5000, TOP - 3000):
+        n = qualified()
+        c = n.c
+        sent(c)
+        assert c.ping(ip6(V6HOST), 1, t0) == 0
+        got = [len(conn_tests(sent(c)))]
+        assert c.next_deadline() == _add(t0, 2000)
+        for dt in (1999, 2000, 3999, 4000, 5999, 6000, 7999):
+            c.on_timer(_add(t0, dt))
+            got.append(len(conn_tests(sent(c))))
+        assert got == [1, 0, 1, 0, 1, 0, 1, 0], (t0, got)
+        assert c.status()["peers"] == 1 and drops(c, "unreachable") == 0
+        assert c.next_deadline() == _add(t0, 8000)
+        c.on_timer(_add(t0, 8000))
+        assert sent(c) == [] and drops(c, "unreachable") == 1
+        assert c.status()["peers"] == 1 and c.peers.qowner == [-1]
+
+
 def _teredo_peer(port=40001, wan=PEER4, server=SERVER):
     return addr.build_teredo(ip4(server), 0, port, ip4(wan))
 
@@ -90,6 +112,32 @@ def _bubbles(out, wan=PEER4):
     indirect = [(ip, port) for ip, port, d in out if port == proto.PORT and d[6] == proto.NH_NONE
                 and ip != wan]
     return len(direct), len(indirect)
+
+
+def test_bubble_rounds_go_once_then_2_s_apart_three_times_then_give_up():
+    for t0 in (7000, TOP - 2500):
+        n = qualified()
+        c = n.c
+        sent(c)
+        peer = _teredo_peer()
+        assert c.send_udp(peer, 9, 9, b"hello", t0) == 0
+        out = sent(c)
+        assert _bubbles(out) == (1, 1)
+        # the direct bubble goes to the mapped address and port in the peer's
+        # address, the indirect one to the peer's server; both from us to it
+        for ip, port, d in out:
+            assert (ip, port) in ((PEER4, 40001), (SERVER, proto.PORT))
+            assert d[8:24] == c.address and d[24:40] == peer and len(d) == 40
+        got = []
+        for dt in (1999, 2000, 3999, 4000, 5999, 6000, 7999):
+            c.on_timer(_add(t0, dt))
+            got.append(_bubbles(sent(c)))
+        assert got == [(0, 0), (1, 1), (0, 0), (1, 1), (0, 0), (1, 1), (0, 0)], (t0, got)
+        assert drops(c, "unreachable") == 0
+        c.on_timer(_add(t0, 8000))
+        # the 4 rounds are §5.2.6's 4 bubbles in 300 s: the entry keeps its count
+        assert sent(c) == [] and drops(c, "unreachable") == 1 and c.status()["peers"] == 1
+        assert drops(c, "rate_limited") == 0
 
 
 def test_no_indirect_bubble_through_a_non_global_server():
@@ -199,6 +247,29 @@ def _origin_bubble(c, i):
     return b
 
 
+def test_bubble_bucket_burst_and_refill():
+    # 20 unsolicited bubbles a second, a burst of 20; each refill step
+    # answers new origins (one origin gets at most one bubble per 2 s)
+    n = qualified("cone", bubble_rate=20)
+    c = n.c
+    sent(c)
+    t = n.now + 10000
+    got = 0
+    for i in range(25):
+        c.on_datagram(_origin_bubble(c, i), 48, ip4(SERVER), proto.PORT, t)
+        got += len(sent(c))
+    assert got == 20 and drops(c, "rate_limited") == 5
+    og = 100
+    for dt, want in ((49, 0), (50, 1), (50, 0), (150, 2)):
+        got = 0
+        for _ in range(want + 1):
+            c.on_datagram(_origin_bubble(c, og), 48, ip4(SERVER), proto.PORT, t + dt)
+            og += 1
+            got += len(sent(c))
+        assert got == want, dt
+    assert drops(c, "rate_limited") == 5 + 4
+
+
 def test_transmit_ring_holds_exactly_8_in_order():
     n = with_relay()
     c = n.c
@@ -268,6 +339,59 @@ def test_unqualified_client_sends_nothing():
     assert c.send_udp(ip6(V6HOST), 7, 7, b"x", 0) == wire.NOT_QUALIFIED
     assert c.ping(ip6(V6HOST), 1, 0) == wire.NOT_QUALIFIED
     assert drops(c, "not_qualified") == 2 and c.pop_tx() == 0
+
+
+def test_parser_drops_counted_by_name():
+    n = qualified()
+    c = n.c
+    sent(c)
+    b = bytearray(40)
+    wire.build_bubble(b, 0, ip6(V6HOST), c.address)
+    longer = bytearray(b)
+    longer[5] = 1  # an IPv6 payload of 1 byte that is not there
+    cases = (("short", b[:39]), ("not_ipv6", b"\x45" + bytes(b[1:])), ("length", longer),
+             ("trailer", b + b"\x00"),  # one byte after the packet: no RFC 6081 trailer
+             ("encap", b"\x00\x05" + bytes(b[2:])))
+    for name, d in cases:
+        rx = c.rx_count
+        c.on_datagram(d, len(d), ip4(RELAY), proto.PORT, n.now)
+        assert c.status()["drops"] == {name: 1}, (name, c.status()["drops"])
+        assert c.rx_count == rx
+        c.drops[wire.DROP_NAMES.index(name)] = 0
+    c.on_datagram(b, 40, ip4(RELAY), proto.PORT, n.now)  # a native bubble: nothing to trust
+    assert c.status()["drops"] == {"untrusted": 1} and c.rx_count == rx + 1
+
+
+def test_unsupported_and_length_and_checksum_after_the_parser():
+    n = with_relay()
+    c = n.c
+    sent(c)
+    b = bytearray(48)
+    wire.build_ipv6(b, 0, 8, 6, 64, ip6(V6HOST), c.address)  # TCP: handed to the TCP, not dropped
+    assert c.on_datagram(b, 48, ip4(RELAY), proto.PORT, n.now) == EV_TCP
+    assert c.ev_off == 0 and c.ev_len == 48 and c.status()["drops"] == {}
+    b[6] = 132  # SCTP: not handled
+    assert c.on_datagram(b, 48, ip4(RELAY), proto.PORT, n.now) == EV_NONE
+    assert drops(c, "unsupported") == 1
+    u = bytearray(52)
+    wire.build_udp6(u, 0, ip6(V6HOST), c.address, 1, 2, b"abcd", 4)
+    u[45] = 13  # UDP length 13, IPv6 payload 12
+    c.on_datagram(u, 52, ip4(RELAY), proto.PORT, n.now)
+    assert drops(c, "length") == 1
+    s = bytearray(44)
+    wire.build_ipv6(s, 0, 4, proto.NH_ICMPV6, 64, ip6(V6HOST), c.address)  # ICMPv6 shorter than 8
+    c.on_datagram(s, 44, ip4(RELAY), proto.PORT, n.now)
+    assert drops(c, "length") == 2
+    e = echo_request(c)
+    e[50] ^= 1
+    c.on_datagram(e, len(e), ip4(RELAY), proto.PORT, n.now)
+    assert drops(c, "checksum") == 1 and sent(c) == []
+    # an echo reply to someone else's ping (another identifier): nothing
+    r = bytearray(56)
+    other = c.cfg["ping_ident"] + 1
+    wire.build_echo(r, 0, proto.ICMP_ECHO_REPLY, ip6(V6HOST), c.address, other, 5, bytes(8), 8)
+    assert c.on_datagram(r, 56, ip4(RELAY), proto.PORT, n.now) == 0 and drops(c, "unsupported") == 2
+    assert c.status()["drops"] == {"unsupported": 2, "length": 2, "checksum": 1}
 
 
 def test_every_drop_reason_has_its_own_name():

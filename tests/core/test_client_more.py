@@ -6,7 +6,7 @@
 # in the ring.  On CPython and the MicroPython unix port alike.
 from teredo import addr, proto, wire
 from teredo.client import Client
-from harness import NAT_WAN, RELAY, SERVER, SERVER_LL, V6HOST, Net, Rand, build_ra, ip4, ip6, \
+from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, Rand, build_ra, ip4, ip6, \
     qualified, with_relay
 from harness import Seq, drops, sent, to
 
@@ -242,3 +242,101 @@ def test_relay_answering_from_another_port_is_used_from_then_on():
     r = echo(c, ip6(V6HOST), typ=proto.ICMP_ECHO_REPLY, ident=0, seq=0, data=test[48:56])
     c.on_datagram(r, 56, ip4(RELAY), 3545, t + 30020)
     assert to(sent(c)) == [(RELAY, 3545)] and c.status()["relay"] == RELAY + ":3545"
+
+
+def test_rs_to_the_secondary_address_three_times():
+    # the background NAT test (§5.2.1): T after the first RA, N = 3 RSs to
+    # the secondary, T apart; a silent secondary leaves the client serving,
+    # NAT type unknown, with a warning naming it
+    n = Net("restricted")
+    n.server2_up = False
+    c = n.c
+    n.start()
+    t = n.now
+    addr0 = c.status()["address"]
+    got = []
+    for dt in (3999, 4000, 7999, 8000, 11999, 12000, 15999):
+        c.on_timer(t + dt)
+        got.append(len(rs_to(sent(c), SERVER2)))
+    assert got == [0, 1, 0, 1, 0, 1, 0]
+    assert c.status()["state"] == "qualified" and c.status()["warning"] is None
+    c.on_timer(t + 16000)
+    st = c.status()
+    assert sent(c) == [] and st["state"] == "qualified" and st["nat"] == "unknown"
+    assert SERVER2 in st["warning"] and st["address"] == addr0 and st["error"] is None
+
+
+def test_secondary_phase_refuses_an_ra_from_the_primary():
+    # the RA answering the RS to the secondary, but from the primary
+    # address: it proves nothing about the NAT (§5.2.1)
+    n = Net("restricted")
+    c = n.c
+    n.server2_up = False
+    n.start()
+    c.on_timer(n.now + 4000)  # RS to the secondary
+    (rs2,) = rs_to(sent(c), SERVER2)
+    ra = build_ra(SERVER_LL, proto.LL_NONCONE, rs2[4:12], ip4(NAT_WAN), 50000, ip4(SERVER))
+    c.on_datagram(ra, len(ra), ip4(SERVER), proto.PORT, n.now + 4010)
+    assert drops(c, "ra_nonce") == 1 and c.status()["nat"] == "unknown"
+    assert c.status()["state"] == "qualified"
+    # the same RA from the secondary is its answer: a restricted NAT
+    c.on_datagram(ra, len(ra), ip4(SERVER2), proto.PORT, n.now + 4020)
+    assert c.status()["nat"] == "restricted" and drops(c, "ra_nonce") == 1
+
+
+def test_nat_changing_only_the_address_per_destination_is_symmetric():
+    # the secondary sees another mapped address, same port; the primary,
+    # asked again, still sees the first mapping: symmetric (§5.2.1)
+    n = Net("restricted")
+    c = n.c
+    n.server2_up = False
+    n.start()
+    c.on_timer(n.now + 4000)
+    (rs2,) = rs_to(sent(c), SERVER2)
+    ra = build_ra(SERVER_LL, proto.LL_NONCONE, rs2[4:12], ip4("203.0.113.8"), 50000, ip4(SERVER))
+    c.on_datagram(ra, len(ra), ip4(SERVER2), proto.PORT, n.now + 4010)
+    assert c.status()["state"] == "qualified"
+    out = sent(c)
+    assert len(rs_to(out, SERVER)) == 1 and len(out) == 1  # the primary again, no cone bit
+    assert out[0][2][13 + 16] & 0x80 == 0
+    for ip, port, d in out:
+        n.outbound(d, (ip, port))  # the server answers: NAT_WAN:50000, as the first time
+    n.flush()
+    st = c.status()
+    assert st["state"] == "symmetric" and st["nat"] == "symmetric" and st["address"] is None
+    assert "203.0.113.7:50000" in st["error"]
+
+
+def test_icmpv6_with_no_byte_after_an_origin_from_the_server():
+    # 8 bytes of origin, 40 of IPv6 with no payload: nothing to read past
+    # the end, not an RA, too short to deliver; the origin gets its bubble
+    n = qualified("cone")
+    c = n.c
+    sent(c)
+    b = bytearray(48)
+    wire.build_origin(b, 0, 3544, ip4("203.0.113.50"))
+    wire.build_ipv6(b, 8, 0, proto.NH_ICMPV6, 64, ip6(V6HOST), c.address)
+    c.on_datagram(b, 48, ip4(SERVER), proto.PORT, n.now)
+    assert c.status()["drops"] == {"length": 1}
+    assert to(sent(c)) == [("203.0.113.50", 3544)]
+    # from a link-local source it goes no further than the source check
+    wire.build_ipv6(b, 8, 0, proto.NH_ICMPV6, 64, ip6("fe80::1"), c.address)
+    c.on_datagram(b, 48, ip4(SERVER), proto.PORT, n.now + 5000)
+    assert c.status()["drops"] == {"length": 1, "non_global": 1}
+
+
+def test_echo_request_without_data():
+    n = with_relay()
+    c = n.c
+    sent(c)
+    b = bytearray(48)
+    wire.build_echo(b, 0, proto.ICMP_ECHO_REQUEST, ip6(V6HOST), c.address, 7, 8, None, 0)
+    c.on_datagram(b, 48, ip4(RELAY), proto.PORT, n.now)
+    out = sent(c)
+    assert len(out) == 1 and out[0][2][40] == proto.ICMP_ECHO_REPLY and len(out[0][2]) == 48
+    # and a UDP datagram without data, for a bound port
+    u = bytearray(48)
+    wire.build_udp6(u, 0, ip6(V6HOST), c.address, 1, 2, None, 0)
+    c.bind(2)
+    assert c.on_datagram(u, 48, ip4(RELAY), proto.PORT, n.now) == 2 and c.ev_len == 0  # EV_UDP
+    assert c.ev_off == 48 and c.ev_sport == 1 and c.ev_dport == 2 and c.status()["drops"] == {}

@@ -3,7 +3,8 @@
 # bubble gap counted from any datagram sent (RFC 4380 §5.2.6), the identifier
 # and sequence of our own pings.  On CPython and the MicroPython unix port.
 from teredo import addr, proto, wire
-from harness import RELAY, SERVER, V6HOST, ip4, ip6, qualified, with_relay
+from teredo.client import DEFAULTS, Client
+from harness import RELAY, SERVER, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
 from harness import drops, sent
 
 PEER4 = "198.51.100.77"
@@ -51,3 +52,55 @@ def test_own_pings_carry_the_identifier_and_sequence():
     wire.build_echo(r, 0, proto.ICMP_ECHO_REPLY, ip6(V6HOST), c.address, 0x7464, 0xBEEF, bytes(8), 8)
     assert c.on_datagram(r, 56, ip4(RELAY), proto.PORT, n.now) == 1  # EV_ECHO_REPLY
     assert c.ev_seq == 0xBEEF and bytes(c.rx[c.ev_src:c.ev_src + 16]) == ip6(V6HOST)
+
+
+def test_documented_defaults():
+    # README "What the client does": 8 peers, queues of 1280 bytes for up to
+    # two peers, echo replies 200/s (burst 50), unsolicited bubbles 20/s,
+    # ICMPv6 errors 10/s, 8 bound ports, refresh 30 s, back-off 8 s doubling
+    # to 128 s, symmetric retry 120 s; and no tunable besides these
+    c = Client(SERVER, rand=Rand(1))
+    cfg = c.cfg
+    want = (("refresh_s", 30), ("qual_timeout_ms", 4000), ("qual_tries", 3), ("cone_probe", True),
+            ("backoff_min_ms", 8000), ("backoff_max_ms", 128000),
+            ("symmetric_retry_ms", 120000), ("max_peers", 8), ("queue_slots", 2), ("queue_bytes", 1280),
+            ("echo_rate", 200), ("echo_burst", 50), ("bubble_rate", 20), ("ping_ident", 0x7464),
+            ("unreach_rate", 10), ("max_ports", 8))
+    for k, v in want:
+        assert cfg[k] == v, k
+    assert sorted(k for k, _ in DEFAULTS) == sorted(k for k, _ in want) and len(cfg) == len(want)
+    assert c.peers.n == 8 and len(c.peers.qbufs) == 2 and c.peers.queue_bytes == 1282
+    assert c.status()["refresh_s"] == 30
+
+
+def test_default_backoff_doubles_from_8_s_to_128_s():
+    n = Net("restricted")
+    n.server_up = False
+    c = n.c
+    t = 1000
+    c.start(t)
+    sent(c)
+    waits = []
+    for _ in range(6):
+        for k in (4000, 8000):
+            c.on_timer(t + k)
+            assert len(sent(c)) == 2
+        c.on_timer(t + 12000)
+        t += 12000
+        assert c.status()["state"] == "offline" and sent(c) == []
+        # the shell wakes when next_deadline says, at least every 60 s,
+        # until the next try sends its RSs
+        w = t
+        while True:
+            d = c.next_deadline()
+            assert 0 < d - w <= 60000, (w, d)
+            c.on_timer(d)
+            w = d
+            out = sent(c)
+            if out:
+                break
+            assert c.status()["state"] == "offline"
+        assert len(out) == 2 and c.status()["state"] == "qualifying"
+        waits.append(w - t)
+        t = w
+    assert waits == [8000, 16000, 32000, 64000, 128000, 128000]

@@ -136,3 +136,19 @@ def test_decode_teredo_length_and_prefix():
     assert addr.decode_teredo(a) == (ip4("65.54.227.120"), 0x8000, 40000, ip4("198.51.100.7"))
     assert "16 bytes" in _err(addr.decode_teredo, a[:15])
     assert "16 bytes" in _err(addr.decode_teredo, a + b"\x00")
+
+
+def test_random_flags_draw_enough_bits_and_mask_them():
+    # RFC 5991 §4: the 12 A bits of "CRAAAAUG AAAAAAAA" from a 16-bit draw;
+    # C (the cone bit, never published), R, U and G stay 0 whatever comes
+    def ones(n):  # n random bits, all of them set
+        return (1 << n) - 1
+
+    def top_only(n):  # only the highest of the n bits asked for
+        return 1 << (n - 1)
+
+    assert addr.random_flags(ones) == 0x3CFF == proto.FLAG_RANDOM_MASK
+    assert addr.random_flags(ones) & proto.FLAG_CONE == 0
+    assert addr.random_flags(lambda n: 0) == 0
+    assert addr.random_flags(top_only) == 0  # bit 15 is C: masked
+    assert addr.random_flags(lambda n: 0x2000 if n >= 14 else 0) == 0x2000  # the highest A bit

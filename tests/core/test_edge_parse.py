@@ -225,3 +225,95 @@ def test_ra_options_at_the_end_of_the_packet():
     # options after the prefix, of several kinds, in any order
     two = _ra(extra=sll + sll)
     assert _parse(two)[0] == wire.OK
+
+
+# ---- the IPv6 payload length, and the RA's MTU option ---------------------------
+
+TRAILER = wire.DROP_NAMES.index("trailer")  # its constant is private to wire.py
+
+
+def test_encap_payload_length_every_bit():
+    # a bit of either byte of the payload length, flipped: claiming more
+    # than the datagram holds is LENGTH; claiming less leaves bytes after the
+    # packet, read as RFC 6081 trailers: an odd zero byte is a malformed one,
+    # zero pairs are empty trailers of an unknown type, skipped
+    hdr = [0, 0, 0, 0]
+    for plen, flip4, flip5 in ((1, (wire.LENGTH, 0), (TRAILER, 0)),
+                               (0x100, (wire.OK, 40), (wire.LENGTH, 0)),
+                               (0x0101, (wire.OK, 41), (TRAILER, 0))):
+        b = bytearray(40 + plen)
+        wire.build_ipv6(b, 0, plen, 59, 64, A, B)
+        assert wire.parse_encap(b, len(b), hdr) == wire.OK and hdr[wire.H_END] == 40 + plen
+        for k, (want, end) in ((4, flip4), (5, flip5)):
+            b[k] ^= 0x01
+            hdr[wire.H_END] = 0
+            assert wire.parse_encap(b, len(b), hdr) == want, (plen, k)
+            assert want != wire.OK or hdr[wire.H_END] == end, (plen, k)
+            b[k] ^= 0x01
+
+
+def _mtu_max(v, check):
+    """Run check() with proto.MTU_MAX raised to v: with the shipped
+    MTU_MIN = MTU_MAX = 1280 (what a board receives) every MTU option gives
+    1280 (test_wire.py); a build that receives more (a larger MTU_MAX) uses
+    the value, so each field of the option shows."""
+    old = proto.MTU_MAX
+    proto.MTU_MAX = v
+    try:
+        check()
+    finally:
+        proto.MTU_MAX = old
+
+
+def test_ra_mtu_option_every_field():
+    def check():
+        # below 1280 not used (RFC 4861 §6.3.4: the RA stands), above MTU_MAX
+        # clamped, the upper 16 bits count
+        for mtu, want in ((1279, 1280), (1280, 1280), (1281, 1281), (8999, 8999), (9000, 9000),
+                          (9001, 9000), (65535, 9000), (65536, 9000), (0x1000000 + 1500, 9000),
+                          (0x10000 + 1500, 9000), (0x01010000 + 1500, 9000), (0, 1280)):
+            r, v = _parse(_ra(mtu=mtu))
+            assert r == wire.OK and v[1] == want, mtu
+
+    _mtu_max(9000, check)
+    for mtu in (1279, 1281, 9000, 65536, 0x01010000 + 1500):
+        assert _parse(_ra(mtu=mtu)) == (wire.OK, (50000, 1280, ip4("203.0.113.7"))), mtu
+    # the MTU option must be exactly one unit
+    m = bytearray(16)
+    m[0] = proto.OPT_MTU
+    m[1] = 2
+    m[6] = 0x05
+    m[7] = 0xDC
+    assert _parse(_ra(mtu_opt=False, extra=bytes(m)))[0] == wire.RA_INVALID
+
+
+def test_ra_option_types_are_rfc4861_numbers():
+    # RFC 4861 §4.6: Prefix Information is type 3, MTU type 5 (written here
+    # as numbers, not with the constants the parser itself uses)
+    def check():
+        b = _ra(mtu=1500)
+        pio = 21 + 56
+        assert b[pio] == 3 and b[pio + 1] == 4 and b[pio + 32] == 5 and b[pio + 33] == 1
+        assert b[21 + 40] == 134 and b[21 + 7] == 255
+        assert _parse(b) == (wire.OK, (50000, 1500, ip4("203.0.113.7")))
+        # another type: no prefix (the RA is refused), or an unknown option skipped
+        for k, v, want in ((pio, 4, wire.RA_INVALID), (pio, 2, wire.RA_INVALID),
+                           (pio + 32, 6, wire.OK), (pio + 32, 4, wire.OK)):
+            c = bytearray(b)
+            c[k] = v
+            r, res = _parse(c, fix=True)
+            assert r == want and (r != wire.OK or res[1] == 1280), (k, v)
+
+    _mtu_max(1500, check)
+
+
+def test_ra_results_each_field():
+    def check():
+        for port, mapped, mtu in ((1, "1.2.3.4", 1280), (0xFFFF, "254.253.252.251", 1500),
+                                  (0x1234, "203.0.113.7", 65535)):
+            r, v = _parse(_ra(mapped_port=port, mapped4=ip4(mapped), mtu=mtu))
+            assert r == wire.OK and v == (port, mtu, ip4(mapped)), (port, mapped)
+
+    _mtu_max(65535, check)
+    r, v = _parse(_ra(mapped_port=0xFFFF, mapped4=ip4("254.253.252.251"), mtu=1500))
+    assert r == wire.OK and v == (0xFFFF, 1280, ip4("254.253.252.251"))

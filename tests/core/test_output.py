@@ -7,7 +7,7 @@
 from teredo import addr, proto, wire
 from teredo.peers import F_TRUSTED, NF
 from harness import RELAY, SERVER, V6HOST, ip4, ip6, qualified, with_relay
-from harness import drops, sent, to
+from harness import Seq, drops, sent, to
 
 PEER4 = "198.51.100.77"
 
@@ -169,3 +169,97 @@ def test_bubbles_fit_in_the_last_80_bytes_of_the_arena_and_no_more():
         assert drops(c, "tx_full") == 0 or bubbles < 2
 
 
+
+
+def test_a_new_destination_takes_the_last_entry_once_the_trusted_relay_is_30_s_silent():
+    # one entry, holding the trusted relay: while it is valid (a reception
+    # within 30 s, §5.2.4) a new destination does not evict it (§7.3.3) and
+    # is refused, counted; from 30 s on the entry is reused for its test
+    for at, tested in ((29999, False), (30000, True)):
+        n = with_relay(max_peers=1)
+        c = n.c
+        sent(c)
+        t = n.now
+        r = c.send_udp(ip6("2001:db8::99"), 7, 7, b"x", t + at)
+        out = sent(c)
+        if tested:
+            assert r == 0 and len(conn_tests(out)) == 1 and len(out) == 1
+            assert conn_tests(out)[0][24:40] == ip6("2001:db8::99")
+            assert c.peers.find(ip6(V6HOST), 0) == -1 and c.status()["peers"] == 1
+        else:
+            assert r == wire.QUEUE_FULL and out == [] and drops(c, "queue_full") == 1
+            p = c.peers.find(ip6(V6HOST), 0)
+            assert p == 0 and c.peers.v[p * NF + F_TRUSTED] and c.peers.find(ip6("2001:db8::99"), 0) == -1
+
+
+def test_peers_in_use_stay_in_the_table():
+    # LRU among entries that may go: a and b trusted, both silent for over
+    # 30 s by the time a third peer comes; using a (sending to it or hearing
+    # from it) makes b the least recently used
+    for touch in ("send", "receive", None):
+        n = qualified(max_peers=2)
+        c = n.c
+        sent(c)
+        t = n.now
+        a = _trusted_teredo_peer(c, 40001, t)
+        b = _trusted_teredo_peer(c, 40002, t + 10)
+        if touch == "send":
+            assert c.send_udp(a, 9, 9, b"x", t + 20) == 0
+            assert to(sent(c)) == [(PEER4, 40001)]
+        elif touch == "receive":
+            _trusted_teredo_peer(c, 40001, t + 20)
+            assert sent(c) == []
+        _trusted_teredo_peer(c, 40003, t + 30020)
+        assert c.peers.find(addr.build_teredo(ip4(SERVER), 0, 40003, ip4(PEER4)), 0) >= 0, touch
+        if touch:
+            assert c.peers.find(a, 0) >= 0 and c.peers.find(b, 0) == -1, touch
+        else:
+            assert c.peers.find(a, 0) == -1 and c.peers.find(b, 0) >= 0
+
+
+def test_connectivity_test_nonce_is_the_random_draws_in_order_for_any_entry():
+    # one nonce for the whole test (§5.2.9): drawn once, at the entry's own
+    # offset, sent again by every repeat, so a reply to any round counts
+    for entries_before in (0, 1, 2):
+        n = qualified()
+        c = n.c
+        sent(c)
+        n.relay_up = False
+        for i in range(entries_before):
+            _trusted_teredo_peer(c, 41000 + i, n.now)
+        c.rand = Seq([0x11A3, 0x33C5, 0x55E7, 0x7709])
+        c.ping(ip6(V6HOST), 1, n.now)
+        (t,) = conn_tests(sent(c))
+        assert t[48:56] == bytes([0x11, 0xA3, 0x33, 0xC5, 0x55, 0xE7, 0x77, 0x09]), entries_before
+        assert c.rand.i == 4
+        # the next round sends the same nonce, drawing nothing
+        c.rand = Seq([0x0102, 0x0304, 0x0506, 0x0708])
+        c.on_timer(n.now + 2000)
+        (t2,) = conn_tests(sent(c))
+        assert t2[48:56] == t[48:56] and c.rand.i == 0
+        wrong = bytearray(t2)
+        wrong[55] ^= 1
+        _reply_to_test(c, wrong, n.now + 2001)
+        assert c.status()["relay"] is None
+        _reply_to_test(c, t, n.now + 2002)  # the first round's reply, late: it counts
+        assert c.status()["relay"] == RELAY + ":3544"
+
+
+def test_random_source_giving_all_its_bits():
+    # rand(n) may return any n-bit number: every use must ask for what it
+    # can store (16 bits into two bytes, 10 for the refresh jitter)
+    n = qualified()
+    c = n.c
+    sent(c)
+    c.rand = lambda bits: (1 << bits) - 1
+    b = bytearray(40)
+    wire.build_bubble(b, 0, ip6("2001:db8::1"), c.address)
+    c.on_datagram(b, 40, ip4(SERVER), proto.PORT, n.now + 1)  # server contact: refresh rescheduled
+    due = n.now + 1 + 30000 - (7500 * 1023 >> 10)
+    assert c.next_deadline() == due
+    c.on_timer(due)
+    rs = [d for _, _, d in sent(c) if len(d) == 61]
+    assert len(rs) == 1 and rs[0][4:12] == b"\xff" * 8
+    assert c.ping(ip6(V6HOST), 1, due) == 0
+    (t,) = conn_tests(sent(c))
+    assert t[48:56] == b"\xff" * 8

@@ -7,7 +7,7 @@
 # CPython and the MicroPython unix port alike.
 from teredo import addr, proto, wire
 from teredo.client import EV_ECHO_REPLY, EV_NONE, EV_UDP, Client
-from harness import NAT_WAN, RELAY, SERVER, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
+from harness import NAT_WAN, RELAY, SERVER, SERVER2, V6HOST, Net, Rand, ip4, ip6, qualified, with_relay
 from harness import drops, sent, to
 
 PEER4 = "198.51.100.77"
@@ -292,3 +292,80 @@ def test_bubble_bucket_is_full_when_qualified():
         c.on_datagram(o, 48, ip4(SERVER), proto.PORT, n.now)
         got += len(sent(c))
     assert got == 20
+
+
+def test_short_icmpv6_from_the_server():
+    n = qualified()
+    c = n.c
+    sent(c)
+    # one byte of ICMPv6, an RA type: an RA the strict parser refuses
+    b = bytearray(41)
+    wire.build_ipv6(b, 0, 1, proto.NH_ICMPV6, 255, ip6("fe80::1"), c.address)
+    b[40] = proto.ICMP_RA
+    c.on_datagram(b, 41, ip4(SERVER), proto.PORT, n.now)
+    assert c.status()["drops"] == {"ra_invalid": 1}
+    # no ICMPv6 byte at all: not an RA, too short to deliver
+    b = bytearray(40)
+    wire.build_ipv6(b, 0, 0, proto.NH_ICMPV6, 255, ip6(V6HOST), c.address)
+    assert c.on_datagram(b, 40, ip4(SERVER), proto.PORT, n.now) == EV_NONE
+    assert c.status()["drops"] == {"ra_invalid": 1, "length": 1} and sent(c) == []
+    # the same from a link-local source is dropped as such first
+    wire.build_ipv6(b, 0, 0, proto.NH_ICMPV6, 255, ip6("fe80::1"), c.address)
+    c.on_datagram(b, 40, ip4(SERVER), proto.PORT, n.now)
+    assert c.status()["drops"] == {"ra_invalid": 1, "length": 1, "non_global": 1}
+
+
+def test_udp_over_255_bytes_and_the_event_fields():
+    n = with_relay()
+    c = n.c
+    sent(c)
+    c.bind(0xABCD)
+    data = bytes(range(256)) + bytes(44)
+    b = bytearray(48 + 300)
+    wire.build_udp6(b, 0, ip6(V6HOST), c.address, 0x1234, 0xABCD, data, 300)
+    assert c.on_datagram(b, len(b), ip4(RELAY), proto.PORT, n.now) == EV_UDP
+    assert c.ev_sport == 0x1234 and c.ev_dport == 0xABCD and c.ev_len == 300 and c.ev_off == 48
+    assert bytes(c.rx[c.ev_src:c.ev_src + 16]) == ip6(V6HOST)
+    assert bytes(c.rx[c.ev_off:c.ev_off + c.ev_len]) == data
+    assert c.status()["drops"] == {} and sent(c) == []
+
+
+def test_symmetric_retry_to_the_millisecond_and_its_message():
+    # usable at the first RA; the NAT test finds the symmetric NAT T = 4 s
+    # later (the secondary's mapping differs, the primary's is the first one)
+    n = Net("symmetric")
+    c = n.c
+    n.start()
+    for dt, state in ((3999, "qualified"), (1, "symmetric")):
+        n.now += dt
+        c.on_timer(n.now)
+        n.flush()
+        assert c.status()["state"] == state, dt
+    st = c.status()
+    assert "every 120 s" in st["error"]
+    assert st["nat"] == "symmetric" and st["address"] is None
+    assert NAT_WAN + ":50000 toward " + SERVER in st["error"] and SERVER2 in st["error"]
+    assert c.next_deadline() == n.now + 60000  # the wake-up; the retry is at 120 s
+    c.on_timer(n.now + 60000)
+    assert c.next_deadline() == n.now + 120000
+    c.on_timer(n.now + 119999)
+    assert sent(c) == [] and c.status()["state"] == "symmetric"
+
+
+def test_non_cone_ra_must_come_from_the_primary_address():
+    # the non-cone RS went to the primary address: its RA from the secondary
+    # one proves nothing (RFC 4380 §5.2.1); refused as the answer to no RS
+    # sent to the secondary
+    from harness import SERVER_LL, build_ra
+    n = Net("restricted")
+    n.server_up = False
+    c = n.c
+    c.start(n.now)
+    sent(c)
+    ra = build_ra(SERVER_LL, proto.LL_NONCONE, bytes(c.nonce_nc), ip4(NAT_WAN), 50000, ip4(SERVER))
+    c.on_datagram(ra, len(ra), ip4(SERVER2), proto.PORT, n.now + 10)
+    assert drops(c, "ra_nonce") == 1 and c.status()["state"] == "qualifying"
+    assert sent(c) == [] and c.next_deadline() == n.now + 4000
+    # the same RA from the primary qualifies
+    c.on_datagram(ra, len(ra), ip4(SERVER), proto.PORT, n.now + 20)
+    assert c.status()["state"] == "qualified" and drops(c, "ra_nonce") == 1

@@ -1,12 +1,13 @@
 # Every timer of the client at its edge, to the millisecond: the RS time-out
-# T = 4 s and N = 3 (RFC 4380 §5.2.1), the back-off, the cone grace, the
-# symmetric retry, the randomised refresh (§5.2.5) at both ends of its range,
+# T = 4 s and N = 3 (RFC 4380 §5.2.1), the back-off, the background NAT test's
+# T for the cone RA, the symmetric retry, the 60 s wake-up, the 300 s before a
+# restart sends the cone RS again, the randomised refresh (§5.2.5) at both ends of its range,
 # and all of it across the 2**30 ms tick wrap of an ESP32.  The client is
 # driven directly (on_timer at exact times); harness.Net only builds it and
 # plays the server.  On CPython and the MicroPython unix port alike.
 from teredo import proto, wire
 from teredo.client import _add, _diff, _sub
-from harness import SERVER, Net, ip4, qualified
+from harness import SERVER, SERVER2, Net, ip4, qualified
 from harness import sent
 
 TOP = 1 << 30  # ticks wrap here
@@ -157,3 +158,111 @@ def test_stopped_client_never_restarts_by_itself():
         t = _add(t, (TOP >> 1) - 1)
         c.on_timer(t)
         assert sent(c) == [] and c.status()["state"] == "offline"
+
+
+def test_nat_test_waits_t_for_the_cone_ra_then_asks_the_secondary_to_the_millisecond():
+    # usable at the first RA; the cone RA (dropped by the restricted NAT) is
+    # waited for T = 4 s in the background, then the secondary is asked (§5.2.1)
+    n = Net("restricted")
+    n.start()
+    c = n.c
+    t = n.now
+    assert c.status()["state"] == "qualified"
+    assert c.next_deadline() == t + 4000
+    c.on_timer(t + 3999)
+    assert sent(c) == []
+    c.on_timer(t + 4000)
+    assert rs(sent(c)) == [(SERVER2, False)]
+
+
+def _symmetric(n):
+    """Drive n (a symmetric NAT) to the verdict: the first RA qualifies, T
+    later the secondary's RA shows another mapping, the primary's again the
+    first one: symmetric, all at start + 4 s."""
+    n.start()
+    assert n.c.status()["state"] == "qualified"
+    n.now += 4000
+    n.c.on_timer(n.now)
+    n.flush()
+    assert n.c.status()["state"] == "symmetric", n.c.status()
+
+
+def test_symmetric_retry_to_the_millisecond():
+    n = Net("symmetric")
+    _symmetric(n)
+    c = n.c
+    t = n.now
+    # on_timer is wanted at least every 60 s (stored times are aged there)
+    assert c.next_deadline() == t + 60000
+    c.on_timer(t + 60000)
+    assert sent(c) == [] and c.next_deadline() == t + 120000
+    c.on_timer(t + 119999)
+    assert sent(c) == [] and c.status()["state"] == "symmetric"
+    c.on_timer(t + 120000)
+    # no cone RS: we wrote to the secondary 120 s ago, within a NAT's UDP
+    # timeout, so a cone RA would prove nothing (RFC 4787 REQ-5)
+    assert rs(sent(c)) == [(SERVER, False)] and c.status()["state"] == "qualifying"
+
+
+def test_refresh_interval_ends_exactly_at_75_and_100_percent():
+    # §5.2.5: 75..100 % of the interval, the jitter drawn as 10 random bits:
+    # rand(10) = 1023 takes 1023/1024 of the 25 % off (7500 * 1023 >> 10 =
+    # 7492 ms of 30 s, 2497 of 10 s), 512 half of it
+    for refresh_s, rnd, due in ((30, 0, 30000), (30, 0x3FF, 22508), (30, 0xFFFF, 22508),
+                                (10, 0x3FF, 7503), (30, 0x200, 26250), (3600, 0, 3600000)):
+        for t0 in (5000, TOP - 10000):
+            n = qualified(refresh_s=refresh_s)
+            c = n.c
+            sent(c)
+            c.rand = const_rand(rnd)
+            _server_contact(n, t0)
+            assert sent(c) == [] and c.last_server == t0
+            # never later than the 60 s wake-up
+            assert c.next_deadline() == _add(t0, min(due, 60000)), (refresh_s, rnd, t0)
+            c.on_timer(_add(t0, due - 1))
+            assert sent(c) == []
+            c.on_timer(_add(t0, due))
+            assert rs(sent(c)) == [(SERVER, False)], (refresh_s, rnd)
+
+
+def test_refresh_unanswered_every_4_s_then_offline():
+    n = qualified("cone", refresh_s=30)
+    c = n.c
+    sent(c)
+    assert c.status()["nat"] == "cone"
+    c.rand = const_rand(0)
+    _server_contact(n, 10000)
+    n.server_up = False
+    c.on_timer(40000)
+    # no cone bit, even behind a cone NAT: our address has C = 0 (RFC 5991)
+    assert rs(sent(c)) == [(SERVER, False)]
+    assert _rs_rounds(c, 40000, (3999, 4000, 7999, 8000, 11999)) == [0, 1, 0, 1, 0]
+    assert c.status()["state"] == "qualified"
+    c.on_timer(52000)
+    st = c.status()
+    assert st["state"] == "offline" and "stopped answering" in st["error"] and st["address"] is None
+    assert c.next_deadline() == 52000 + c.cfg["backoff_min_ms"]
+
+
+def test_stop_stays_offline_until_started_again():
+    # and a restart sends the cone RS along only once our last write to the
+    # secondary (the NAT test's RS, at 5000) is 300 s old: before that the
+    # NAT's filter may still be open for it (RFC 4787 REQ-5), and a restricted
+    # NAT would pass for a cone one
+    for later, want in ((299999, [(SERVER, False)]), (300000, [(SERVER, True), (SERVER, False)])):
+        n = qualified()
+        c = n.c
+        sent(c)
+        assert c.s2_t == 5000
+        c.stop("WiFi down")
+        st = c.status()
+        assert st["state"] == "offline" and st["error"] == "WiFi down" and st["address"] is None
+        t = n.now
+        while _diff(_add(5000, later), t) > 60000:  # the shell wakes when next_deadline says
+            assert c.next_deadline() == _add(t, 60000)
+            t = _add(t, 60000)
+            c.on_timer(t)
+            assert sent(c) == [] and c.status()["state"] == "offline", t
+        c.start(_add(5000, later))
+        assert rs(sent(c)) == want, later
+        assert c.status()["error"] is None and c.status()["state"] == "qualifying"

@@ -15,8 +15,6 @@
 import sys
 import time
 
-# (the edge tests parked in tests/core/stale/ join again once brought up to
-# the protocol fixes)
 FIRST = ("test_wire", "test_addr", "test_edge_csum", "test_peertable",
          "test_rules", "test_qualify", "test_native", "test_peers", "test_wrap")
 LAST = ("test_alloc", "test_flood")
