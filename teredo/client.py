@@ -821,6 +821,11 @@ class Client:
         self._output(a, self.arena_mv, o, 48 + c, now, self.rx_peer)
 
     def _on_ra(self, src4, now):
+        if self.state == OFFLINE or self.state == SYMMETRIC:
+            # no RS outstanding (not started, stopped, given up, or waiting
+            # to retry): a nonce still in memory proves nothing
+            self._drop(wire.RA_NONCE)
+            return
         rx = self.rx
         hdr = self.hdr
         ip = hdr[wire.H_IP]
@@ -937,6 +942,9 @@ class Client:
         """An RA from the primary of server k, not the one in use: the answer
         to the rank RS of _send_rs.  Its round trip goes into status; while
         qualifying, the first one to come makes k the server in use."""
+        if self.state == OFFLINE or self.state == SYMMETRIC:
+            self._drop(wire.RA_NONCE)  # no RS outstanding (see _on_ra)
+            return
         nonce = self.srv_nonce[k]
         r = wire.parse_ra(self.rx, self.hdr, nonce, proto.LL_NONCONE, self.servers[k][0],
                           self.res, self.tmp4)
@@ -1131,28 +1139,32 @@ class Client:
         if not addr.is_global_ipv4(t4, 0) or port == 0:
             self._drop(wire.NON_GLOBAL)
             return
-        if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
-            self._drop(wire.RATE_LIMITED)
-            return
         if og >= 0:
-            # one per origin per 2 s: a few recent origins are remembered
+            # one per origin per 2 s: a few recent origins are remembered.
+            # The gap is checked before the bubble budget is spent.
             g = self.og
             hi = (t4[0] << 8) | t4[1]
             lo = (t4[2] << 8) | t4[3]
             k = 0
             while k < 4 * _ORIGIN_SLOTS and not (g[k] == hi and g[k + 1] == lo and g[k + 2] == port):
                 k += 4
+            if k < 4 * _ORIGIN_SLOTS and _diff(now, g[k + 3]) < proto.BUBBLE_MIN_GAP_MS:
+                self._drop(wire.RATE_LIMITED)
+                return
+            if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
+                self._drop(wire.RATE_LIMITED)
+                return
             if k == 4 * _ORIGIN_SLOTS:
                 k = g[k]  # the oldest is replaced
                 g[4 * _ORIGIN_SLOTS] = (k + 4) % (4 * _ORIGIN_SLOTS)
                 g[k] = hi
                 g[k + 1] = lo
                 g[k + 2] = port
-            elif _diff(now, g[k + 3]) < proto.BUBBLE_MIN_GAP_MS:
-                self._drop(wire.RATE_LIMITED)
-                return
             g[k + 3] = now
         else:
+            if not self._token(1, now, self.cfg["bubble_rate"], self.cfg["bubble_rate"]):
+                self._drop(wire.RATE_LIMITED)
+                return
             p = self.peers.find(rx, src)
             if p < 0:
                 p = self._new_peer(rx, src, now)

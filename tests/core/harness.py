@@ -247,6 +247,19 @@ def to(out):
     return [(ip, port) for ip, port, _ in out]
 
 
+def origin_packet(c, origin, port):
+    """A bubble relayed by our server with an origin indication."""
+    b = bytearray(48)
+    wire.build_origin(b, 0, port, ip4(origin))
+    wire.build_bubble(b, 8, ip6("fe80::8000:ffff:ffff:fffe"), c.address)
+    return b
+
+
+def rs_sent_to(out, ip):
+    """The RS datagrams (no trailers) among sent() that went to ip."""
+    return [d for i, p, d in out if i == ip and p == proto.PORT and len(d) == 61 and d[53] == proto.ICMP_RS]
+
+
 def drops(c, name):
     return c.status()["drops"].get(name, 0)
 

@@ -9,8 +9,8 @@ from teredo import addr, proto, wire
 from teredo.client import MAX_SERVERS, Client
 from teredo.servers import pairs as server_list
 from teredo import servers
-from harness import FakeUDP, Net, drops, sent
-from vectors import NAT_WAN, SERVER_LL, Rand, build_ra, ip4
+from harness import SERVER, FakeUDP, Net, drops, sent
+from vectors import NAT_WAN, SERVER_LL, Rand, build_ra, ip4, ip6
 
 A = "198.51.100.10"
 A2 = "198.51.100.11"
@@ -330,3 +330,46 @@ def test_set_servers_keeps_what_each_listed_server_did():
     # A's late answer still matches the nonce it was asked with
     answer(c, [d for d in rs_to(out, A) if not rs_of(d)[1]][0], A, 1090)
     assert by_address(c.status())[A]["rtt_ms"] == 90
+
+
+def test_an_ra_with_no_rs_outstanding_is_refused():
+    # before start(): the nonces are still zero; an RA carrying zeros proves nothing
+    c = Client(A, rand=Rand(11))
+    ra = build_ra(SERVER_LL, proto.LL_NONCONE, bytes(8), ip4(NAT_WAN), 50000, ip4(A))
+    c.on_datagram(ra, len(ra), ip4(A), proto.PORT, 5000)
+    st = c.status()
+    assert drops(c, "ra_nonce") == 1 and c.last_server == 0
+    assert st["servers"][0]["state"] == "not asked" and st["servers"][0]["rtt_ms"] is None
+    # after stop(): the last RS's nonce is still in memory, its RA is refused all the same
+    c.start(6000)
+    out = sent(c)
+    c.stop("link down")
+    plain = [d for d in rs_to(out, A) if not rs_of(d)[1]][0]
+    answer(c, plain, A, 6020)
+    assert c.status()["state"] == "offline" and drops(c, "ra_nonce") == 2
+    assert c.status()["servers"][0]["rtt_ms"] is None
+
+
+def test_an_origin_bubble_held_back_by_the_2_s_gap_costs_no_bubble_budget():
+    from harness import qualified
+    n = qualified("restricted", bubble_rate=2)
+    c = n.c
+    sent(c)
+
+    def origin_bubble(ip4text, now):
+        b = bytearray(48)
+        wire.build_origin(b, 0, proto.PORT, ip4(ip4text))
+        wire.build_bubble(b, 8, ip6("fe80::8000:ffff:ffff:fffe"), c.address)
+        c.on_datagram(bytes(b), 48, ip4(SERVER), proto.PORT, now)
+        return [(i, p) for i, p, _ in sent(c)]
+
+    t = n.now + 5000  # the bubble bucket full again (2 tokens)
+    assert origin_bubble("198.51.100.71", t) == [("198.51.100.71", proto.PORT)]
+    # the same origin 10 ms later: held back by the gap, no token spent
+    assert origin_bubble("198.51.100.71", t + 10) == []
+    assert drops(c, "rate_limited") == 1
+    # so another origin still finds the second token
+    assert origin_bubble("198.51.100.72", t + 20) == [("198.51.100.72", proto.PORT)]
+    # and the bucket is empty now
+    assert origin_bubble("198.51.100.73", t + 30) == []
+    assert drops(c, "rate_limited") == 2
