@@ -260,6 +260,22 @@ def rs_sent_to(out, ip):
     return [d for i, p, d in out if i == ip and p == proto.PORT and len(d) == 61 and d[53] == proto.ICMP_RS]
 
 
+def symmetric_retest():
+    """(Net, time): a client found behind a symmetric NAT, its retry due,
+    and the primary's first RA of the retry fed (the NAT test follows)."""
+    n = Net("symmetric", symmetric_retry_ms=20000)
+    c = n.c
+    n.start()
+    n.run(5000)
+    assert c.status()["state"] == "symmetric"
+    t = c.deadline
+    c.on_timer(t)
+    (rs,) = rs_sent_to(sent(c), SERVER)
+    ra = build_ra(SERVER_LL, rs[13 + 8:13 + 24], rs[4:12], ip4(NAT_WAN), 50000, ip4(SERVER))
+    c.on_datagram(ra, len(ra), ip4(SERVER), proto.PORT, t + 5)
+    return n, t
+
+
 def drops(c, name):
     return c.status()["drops"].get(name, 0)
 

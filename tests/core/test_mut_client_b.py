@@ -7,7 +7,7 @@ from teredo import proto, wire
 from teredo.client import EV_NONE, EV_TCP, EV_UDP
 from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6
 from harness import TICKS_MASK, qualified, with_relay
-from harness import drops, origin_packet, rs_sent_to as rs_to, sent
+from harness import drops, origin_packet, rs_sent_to as rs_to, sent, symmetric_retest
 
 
 def udp(c, src, dport, size, hop=64):
@@ -437,16 +437,8 @@ def test_without_the_cone_probe_three_rs_to_the_secondary_from_the_first_ra():
 
 
 def test_after_symmetric_the_first_ra_waits_for_the_nat_test():
-    n = Net("symmetric", symmetric_retry_ms=20000)
+    n, t = symmetric_retest()
     c = n.c
-    n.start()
-    n.run(5000)
-    assert c.status()["state"] == "symmetric"
-    t = c.deadline
-    c.on_timer(t)
-    (rs,) = rs_to(sent(c), SERVER)
-    ra = build_ra(SERVER_LL, rs[13 + 8:13 + 24], rs[4:12], ip4(NAT_WAN), 50000, ip4(SERVER))
-    c.on_datagram(ra, len(ra), ip4(SERVER), proto.PORT, t + 5)
     st = c.status()
     assert st["state"] == "qualifying" and st["address"] is None, st
     out = sent(c)

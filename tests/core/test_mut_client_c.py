@@ -7,7 +7,7 @@ from teredo.client import Client
 from teredo.peers import F_PROBES
 from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, Rand, build_ra, ip4, ip6
 from harness import qualified, with_relay
-from harness import drops, origin_packet, rs_sent_to as rs_to, sent
+from harness import drops, origin_packet, rs_sent_to as rs_to, sent, symmetric_retest
 
 
 
@@ -148,7 +148,9 @@ def test_connectivity_test_answered_from_a_new_address_is_used_whatever_the_tabl
         assert [ip for ip, _, _ in sent(c)] == [new], new
 
 
-def test_late_connectivity_test_reply_after_giving_up_is_not_trusted():
+def late_test_reply(steps, at):
+    """A connectivity test with the relay silent, its timers run at steps
+    (ms after the ping), then the relay's reply at `at`: the client."""
     n = qualified()
     c = n.c
     n.relay_up = False
@@ -156,30 +158,21 @@ def test_late_connectivity_test_reply_after_giving_up_is_not_trusted():
     t = n.now
     c.ping(ip6(V6HOST), 1, t)
     d = conn_test(sent(c))
-    for dt in (2000, 4000, 6000, 8000):
+    for dt in steps:
         c.on_timer(t + dt)
         sent(c)
     r = bytearray(56)
     wire.build_echo(r, 0, proto.ICMP_ECHO_REPLY, ip6(V6HOST), c.address, 0, 0, d[48:56], 8)
-    c.on_datagram(r, 56, ip4(RELAY), proto.PORT, t + 8100)
-    assert c.status()["relay"] is None
+    c.on_datagram(r, 56, ip4(RELAY), proto.PORT, t + at)
+    return c
+
+
+def test_late_connectivity_test_reply_after_giving_up_is_not_trusted():
+    assert late_test_reply((2000, 4000, 6000, 8000), 8100).status()["relay"] is None
 
 
 def test_connectivity_test_reply_in_its_last_2_s_is_trusted():
-    n = qualified()
-    c = n.c
-    n.relay_up = False
-    sent(c)
-    t = n.now
-    c.ping(ip6(V6HOST), 1, t)
-    d = conn_test(sent(c))
-    for dt in (2000, 4000, 6000):
-        c.on_timer(t + dt)
-        sent(c)
-    r = bytearray(56)
-    wire.build_echo(r, 0, proto.ICMP_ECHO_REPLY, ip6(V6HOST), c.address, 0, 0, d[48:56], 8)
-    c.on_datagram(r, 56, ip4(RELAY), proto.PORT, t + 7900)
-    assert c.status()["relay"] == RELAY + ":3544"
+    assert late_test_reply((2000, 4000, 6000), 7900).status()["relay"] == RELAY + ":3544"
 
 
 def test_a_failed_test_leaves_the_other_entries_alone():
@@ -341,16 +334,8 @@ def test_a_server_differing_in_its_last_byte_is_another_server():
 
 
 def test_cone_ra_answering_the_rs_to_the_secondary_is_refused_while_retesting():
-    n = Net("symmetric", symmetric_retry_ms=20000)
+    n, t = symmetric_retest()
     c = n.c
-    n.start()
-    n.run(5000)
-    assert c.status()["state"] == "symmetric"
-    t = c.deadline
-    c.on_timer(t)
-    (rs,) = rs_to(sent(c), SERVER)
-    ra = build_ra(SERVER_LL, rs[13 + 8:13 + 24], rs[4:12], ip4(NAT_WAN), 50000, ip4(SERVER))
-    c.on_datagram(ra, len(ra), ip4(SERVER), proto.PORT, t + 5)
     (rs2,) = rs_to(sent(c), SERVER2)
     ra = build_ra(SERVER_LL, proto.LL_CONE, rs2[4:12], ip4(NAT_WAN), 50000, ip4(SERVER))
     c.on_datagram(ra, len(ra), ip4(SERVER2), proto.PORT, t + 10)
