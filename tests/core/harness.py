@@ -260,6 +260,19 @@ def rs_sent_to(out, ip):
     return [d for i, p, d in out if i == ip and p == proto.PORT and len(d) == 61 and d[53] == proto.ICMP_RS]
 
 
+def arena_filled():
+    """A client with a trusted relay whose transmit arena is full: five
+    echo replies of 320 bytes wait in it, not yet drained."""
+    n = with_relay()
+    c = n.c
+    sent(c)
+    e = bytearray(320)
+    wire.build_echo(e, 0, proto.ICMP_ECHO_REQUEST, ip6(V6HOST), c.address, 1, 1, bytes(272), 272)
+    for _ in range(5):
+        c.on_datagram(e, 320, ip4(RELAY), proto.PORT, n.now)
+    return n, e
+
+
 def symmetric_retest():
     """(Net, time): a client found behind a symmetric NAT, its retry due,
     and the primary's first RA of the retry fed (the NAT test follows)."""

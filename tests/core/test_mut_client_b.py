@@ -7,7 +7,7 @@ from teredo import proto, wire
 from teredo.client import EV_NONE, EV_TCP, EV_UDP
 from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, build_ra, ip4, ip6
 from harness import TICKS_MASK, qualified, with_relay
-from harness import drops, origin_packet, rs_sent_to as rs_to, sent, symmetric_retest
+from harness import arena_filled, drops, origin_packet, rs_sent_to as rs_to, sent, symmetric_retest
 
 
 def udp(c, src, dport, size, hop=64):
@@ -254,13 +254,8 @@ def test_echo_reply_with_another_ident_is_unsupported():
 
 
 def test_echo_request_with_the_arena_full_is_counted():
-    n = with_relay()
+    n, e = arena_filled()
     c = n.c
-    sent(c)
-    e = bytearray(320)
-    wire.build_echo(e, 0, proto.ICMP_ECHO_REQUEST, ip6(V6HOST), c.address, 1, 1, bytes(272), 272)
-    for _ in range(5):
-        c.on_datagram(e, 320, ip4(RELAY), proto.PORT, n.now)
     before = drops(c, "tx_full")
     c.on_datagram(e, 320, ip4(RELAY), proto.PORT, n.now)
     assert drops(c, "tx_full") == before + 1

@@ -7,7 +7,7 @@ from teredo.client import Client
 from teredo.peers import F_PROBES
 from harness import NAT_WAN, RELAY, SERVER, SERVER2, SERVER_LL, V6HOST, Net, Rand, build_ra, ip4, ip6
 from harness import qualified, with_relay
-from harness import drops, origin_packet, rs_sent_to as rs_to, sent, symmetric_retest
+from harness import arena_filled, drops, origin_packet, rs_sent_to as rs_to, sent, symmetric_retest
 
 
 
@@ -87,13 +87,8 @@ def test_reply_bubble_without_an_origin_to_any_entry_and_after_an_echo_reply():
 
 
 def test_reply_bubble_with_the_arena_full_is_counted_not_sent():
-    n = with_relay()
+    n, _ = arena_filled()
     c = n.c
-    sent(c)
-    e = bytearray(320)
-    wire.build_echo(e, 0, proto.ICMP_ECHO_REQUEST, ip6(V6HOST), c.address, 1, 1, bytes(272), 272)
-    for _ in range(5):
-        c.on_datagram(e, 320, ip4(RELAY), proto.PORT, n.now)
     before = drops(c, "tx_full")
     c.on_datagram(origin_packet(c, "198.51.100.83", 3544), 48, ip4(SERVER), proto.PORT, n.now)
     assert drops(c, "tx_full") == before + 1
@@ -148,16 +143,22 @@ def test_connectivity_test_answered_from_a_new_address_is_used_whatever_the_tabl
         assert [ip for ip, _, _ in sent(c)] == [new], new
 
 
-def late_test_reply(steps, at):
-    """A connectivity test with the relay silent, its timers run at steps
-    (ms after the ping), then the relay's reply at `at`: the client."""
+def silent_relay_test():
+    """A qualified client pinging the IPv6 host while the relay is silent:
+    (client, ping time, the connectivity test it sent)."""
     n = qualified()
     c = n.c
     n.relay_up = False
     sent(c)
     t = n.now
     c.ping(ip6(V6HOST), 1, t)
-    d = conn_test(sent(c))
+    return c, t, conn_test(sent(c))
+
+
+def late_test_reply(steps, at):
+    """A connectivity test with the relay silent, its timers run at steps
+    (ms after the ping), then the relay's reply at `at`: the client."""
+    c, t, d = silent_relay_test()
     for dt in steps:
         c.on_timer(t + dt)
         sent(c)
@@ -193,13 +194,7 @@ def test_a_failed_test_leaves_the_other_entries_alone():
 
 
 def test_connectivity_test_reply_behind_an_auth_header_is_trusted():
-    n = qualified()
-    c = n.c
-    n.relay_up = False
-    sent(c)
-    t = n.now
-    c.ping(ip6(V6HOST), 1, t)
-    d = conn_test(sent(c))
+    c, t, d = silent_relay_test()
     r = bytearray(69)
     k = wire.build_auth(r, 0, bytes(8))
     wire.build_echo(r, k, proto.ICMP_ECHO_REPLY, ip6(V6HOST), c.address, 0, 0, d[48:56], 8)
