@@ -10,6 +10,8 @@
 #   wifi_password
 #   refresh_s     refresh interval in seconds (default 30, RFC 4380 §5.2)
 #   client_port   local UDP port, 0 = random (RFC 4380 §5.2)
+#   local_discovery  true (default): find Teredo clients on the same LAN
+#                 (RFC 4380 §5.2.8); false: never (§7.3.4)
 #
 # A write goes to config.new first, then replaces config.json (remove and
 # rename: FAT cannot rename over a file).  A reset at any point leaves either
@@ -22,9 +24,10 @@ from teredo import addr
 
 PATH = "config.json"
 NEW = "config.new"
-FIELDS = ("server", "server2", "wifi_ssid", "wifi_password", "refresh_s", "client_port")
+FIELDS = ("server", "server2", "wifi_ssid", "wifi_password", "refresh_s", "client_port",
+          "local_discovery")
 DEFAULTS = {"server": None, "server2": None, "wifi_ssid": None, "wifi_password": None,
-            "refresh_s": 30, "client_port": 0}
+            "refresh_s": 30, "client_port": 0, "local_discovery": True}
 
 
 def validate(cfg):
@@ -82,6 +85,8 @@ def validate(cfg):
     p = out["client_port"]
     if type(p) is not int or not 0 <= p <= 65535:
         raise ValueError("client_port must be 0 (random) or 1 to 65535")
+    if type(out["local_discovery"]) is not bool:
+        raise ValueError("local_discovery must be true or false")
     return out
 
 

@@ -152,14 +152,15 @@ class Firmware:
             if i is not None:
                 i.down(err)
             return
-        key = (cfg["server"], cfg["server2"], cfg["refresh_s"])
+        key = (cfg["server"], cfg["server2"], cfg["refresh_s"], cfg["local_discovery"])
         if i is not None and key == self.key:
             return
         gc.collect()
         # a small heap (under 96 KB) gets one queue buffer instead of two:
         # a second destination then waits for the first one's tests
         small = gc.mem_free() + gc.mem_alloc() < 96 * 1024
-        opts = {"refresh_s": cfg["refresh_s"], "queue_slots": 1 if small else 2}
+        opts = {"refresh_s": cfg["refresh_s"], "queue_slots": 1 if small else 2,
+                "local_discovery": cfg["local_discovery"]}
         try:
             if i is None:
                 i = Interface(cfg["server"], cfg["server2"], rand=rand, tcp=BOARD_TCP, **opts)
@@ -187,6 +188,9 @@ class Firmware:
             return
         port = self.cfg["client_port"]
         i.port = port
+        # the WiFi LAN, for local discovery (RFC 4380 §5.2.8); None: the
+        # interface asks network.WLAN itself
+        i.lan = self.wlan.ifconfig()[:2] if self.wlan is not None else None
         try:
             i.open()
         except OSError:

@@ -15,9 +15,9 @@
 # arithmetic on them goes through _diff/_add, which stay inside small ints.
 
 from teredo import addr, proto, wire
-from teredo.peers import (F_BUBBLES, F_LAST_RX, F_LAST_TX, F_LAST_USE, F_NEXT, F_PORT,
-                          F_PROBES, F_Q, F_QLEN, F_TEREDO, F_TRUSTED, F_USED, F_WINDOW, NF,
-                          PeerTable)
+from teredo.peers import (F_BUBBLES, F_LAST_RX, F_LAST_TX, F_LAST_USE, F_LOCAL, F_LOCAL_RX,
+                          F_LPORT, F_NEXT, F_PORT, F_PROBES, F_Q, F_QLEN, F_TEREDO, F_TRUSTED,
+                          F_USED, F_WINDOW, NF, PeerTable)
 
 try:
     from micropython import const
@@ -43,6 +43,7 @@ DEFAULTS = (
     ("ping_ident", 0x7464),              # ICMPv6 echo identifier of our own pings
     ("unreach_rate", 10),                # ICMPv6 port unreachable per second (RFC 4443 §2.4 (f))
     ("max_ports", 8),                    # UDP ports that may be bound at once
+    ("local_discovery", True),           # §5.2.8, once the shell gives the LAN (set_lan)
 )
 
 STATES = ("offline", "qualifying", "qualified", "symmetric")
@@ -87,7 +88,8 @@ EV_TCP = const(3)         # TCP segment: the IPv6 packet rx[ev_off:ev_off+ev_len
 
 UNREACHABLE = const(20)
 NO_PORT = const(21)       # UDP datagram for a port nobody bound
-DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port")
+DISCOVERY = const(22)     # a local discovery bubble refused (§5.2.8 checks)
+DROP_NAMES = wire.DROP_NAMES + ("unreachable", "no_port", "discovery")
 
 RX_BYTES = const(1536)
 ARENA_BYTES = const(1600)
@@ -103,6 +105,10 @@ _AGE_MS = const(600000)
 # RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
 # 2 minutes, 5 recommended; what we sent within this time may still hold it.
 _NAT_UDP_TIMEOUT_MS = const(300000)
+# A new local peer makes us announce ourselves at once (its discovery bubble
+# says it just came up and does not know us), at most once per this time.
+_DISC_EARLY_MS = const(10000)
+_DISCOVERY_TO = (proto.DISCOVERY_ADDR, proto.PORT)
 
 
 def _diff(a, b):
@@ -204,6 +210,8 @@ class Client:
         self.mapped_port = 0
         self.first4 = bytearray(4)  # mapping seen through the primary address
         self.first_port = 0
+        self.s2map4 = bytearray(4)  # mapping seen through the secondary, when it differed
+        self.s2_port = 0
         self.mtu = proto.MTU_DEFAULT
         self.nonce_cone = bytearray(8)
         self.nonce_nc = bytearray(8)
@@ -219,6 +227,13 @@ class Client:
         self.up = [0, 0, 0, -1]
         self.relay = None
         self.local = None
+        # local discovery (§5.2.8): our LAN's IPv4 and netmask (set_lan), on
+        # when both are known; the next discovery bubble, the last one sent
+        self.lan = bytearray(8)
+        self.lan_on = False
+        self.lan_why = "no LAN address yet" if cfg["local_discovery"] else "turned off"
+        self.disc_at = 0
+        self.disc_t = -1
         self._now = 0
         # origins: IPv4 high and low 16 bits, port, time of the bubble; next slot
         self.og = [0] * (4 * _ORIGIN_SLOTS + 1)
@@ -299,6 +314,30 @@ class Client:
         """The shell tells the core its local ip:port, for status only."""
         self.local = text
 
+    def set_lan(self, ip, mask, why=None):
+        """The shell tells the core the IPv4 address and netmask of its LAN
+        interface (text or 4 bytes) and that it receives what comes to the
+        discovery address 224.0.0.253 (on_discovery): local discovery
+        (§5.2.8) is on from then, unless the local_discovery option is off.
+        ip None: off, why says why.  Returns whether it is on."""
+        self.lan_on = False
+        if ip is None or not self.cfg["local_discovery"]:
+            self.lan_why = why or "turned off"
+            return False
+        a = addr.parse_ipv4(ip) if isinstance(ip, str) else bytes(ip)
+        m = addr.parse_ipv4(mask) if isinstance(mask, str) else bytes(mask)
+        if len(a) != 4 or len(m) != 4:
+            raise ValueError("LAN address and netmask must be IPv4")
+        if a == bytes(4) or m == bytes(4):
+            self.lan_why = "no LAN address"
+            return False
+        self.lan[0:4] = a
+        self.lan[4:8] = m
+        self.lan_on = True
+        self.lan_why = None
+        self.disc_at = self._now  # announce ourselves at once when qualified
+        return True
+
     def next_deadline(self):
         """The earliest time on_timer wants to run (ticks ms): never later
         than _WAKE_MS from the last time seen (see _AGE_MS)."""
@@ -307,6 +346,8 @@ class Client:
             d = self.deadline
         if self.nt and _diff(self.nt_deadline, d) < 0:
             d = self.nt_deadline
+        if self.lan_on and self.state == QUALIFIED and _diff(self.disc_at, d) < 0:
+            d = self.disc_at
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
@@ -409,12 +450,23 @@ class Client:
             "uptime_s": self._age(self._now),
             "relay_ok_s_ago": self.up[0] - self.up[3] if self.up[3] >= 0 else None,
             "peers": self.peers.count(),
+            "local_discovery": "on" if self.lan_on else "off: " + self.lan_why,
+            "local_peers": self._local_peers(),
             "rx": self.rx_count,
             "tx": self.tx_count,
             "drops": drops,
             "error": self.error,
             "warning": self.warning,
         }
+
+    def _local_peers(self):
+        """Peers found by local discovery within the last 600 s."""
+        v = self.peers.v
+        c = 0
+        for i in range(self.peers.n):
+            if v[i * NF + F_USED] and self._is_local(i, self._now):
+                c += 1
+        return c
 
     def _server_status(self):
         out = []
@@ -438,6 +490,8 @@ class Client:
             self._state_timer(now)
         if self.nt and _diff(now, self.nt_deadline) >= 0:
             self._nat_timer(now)
+        if self.lan_on and self.state == QUALIFIED and _diff(now, self.disc_at) >= 0:
+            self._discover(now)
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
@@ -462,7 +516,7 @@ class Client:
         for i in range(self.peers.n):
             b = i * NF
             if v[b + F_USED]:
-                for f in range(b + F_LAST_RX, b + F_WINDOW + 1):
+                for f in range(b + F_LAST_RX, b + F_LOCAL_RX + 1):
                     if _diff(now, v[f]) > _AGE_MS:
                         v[f] = old
         og = self.og
@@ -474,6 +528,8 @@ class Client:
                 self.tokens_t[k] = old
         if self.s2_t >= 0 and _diff(now, self.s2_t) > _AGE_MS:
             self.s2_t = old
+        if self.disc_t >= 0 and _diff(now, self.disc_t) > _AGE_MS:
+            self.disc_t = old
         return up[0]
 
     def _state_timer(self, now):
@@ -708,6 +764,13 @@ class Client:
             # §5.2.3 case 3: the mapping in the address must be the UDP source
             if (addr.teredo_port(rx, src) != sport
                     or not addr.teredo_mapped_matches(rx, src, src4, 0)):
+                if p >= 0 and self._local_from(p, src4, sport, now):
+                    # §5.2.3 case 5: from the local address of a peer that
+                    # local discovery found (§5.2.8): trusted there
+                    self._trust(p, src4, sport, now)
+                    if nh == proto.NH_NONE:
+                        return EV_NONE
+                    return self._deliver(ip, n, now)
                 self._drop(wire.SPOOFED)
                 return EV_NONE
             if p < 0:
@@ -725,6 +788,95 @@ class Client:
             self._drop(wire.UNTRUSTED)
             return EV_NONE
         return self._deliver(ip, n, now)
+
+    def on_discovery(self, buf, n, src4, sport, now):
+        """One datagram that came to the Teredo IPv4 discovery address
+        (224.0.0.253, §2.17): the shell's socket joined to that group, so
+        nothing sent to a unicast address gets here (§5.2.8).  A local
+        discovery bubble from a Teredo client behind our NAT (§5.2.3 case 4)
+        makes or updates its entry, "not trusted", with its local address,
+        and is answered with a unicast bubble there.  Returns EV_NONE."""
+        self._now = now
+        if not self.lan_on or self.state != QUALIFIED:
+            self._drop(DISCOVERY)
+            return EV_NONE
+        self.rx = rx = buf
+        hdr = self.hdr
+        r = wire.TOO_BIG if n > RX_BYTES else wire.parse_encap(rx, n, hdr)
+        if r:
+            self._drop(r)
+            return EV_NONE
+        ip = hdr[wire.H_IP]
+        src = ip + 8
+        if wire.eq(rx, src, self.address, 0, 16):
+            return EV_NONE  # our own, looped back by the IPv4 stack
+        # §5.2.8 MUSTs: a bubble to ff02::1 from a well-formed Teredo address
+        # and from our IPv4 subnet; and (its MAY, which we take) with our own
+        # mapped IPv4: behind the same NAT.  Its mapped port must be one.
+        lan = self.lan
+        for i in range(4):
+            if (src4[i] ^ lan[i]) & lan[4 + i]:
+                self._drop(DISCOVERY)
+                return EV_NONE
+        if (hdr[wire.H_END] - ip != 40 or rx[ip + 6] != proto.NH_NONE or sport == 0
+                or not wire.eq(rx, ip + 24, proto.ALL_NODES, 0, 16)
+                or not addr.is_teredo(rx, src) or addr.teredo_port(rx, src) == 0
+                or not addr.teredo_mapped_matches(rx, src, self.mapped4, 0)):
+            self._drop(DISCOVERY)
+            return EV_NONE
+        self.rx_count += 1
+        peers = self.peers
+        v = peers.v
+        p = peers.find(rx, src)
+        if p < 0:
+            p = self._new_peer(rx, src, now)
+            if p < 0:
+                return EV_NONE
+            v[p * NF + F_LAST_RX] = now  # §5.2.8: a new entry's last reception is now
+        b = p * NF
+        if not self._is_local(p, now):
+            # a newcomer on the LAN does not know us yet: say who we are now,
+            # not in up to 300 s (at most once per _DISC_EARLY_MS)
+            if self.disc_t < 0 or _diff(now, self.disc_t) >= _DISC_EARLY_MS:
+                self.disc_at = now
+        v[b + F_LOCAL] = 1
+        v[b + F_LOCAL_RX] = now
+        v[b + F_LPORT] = sport
+        peers.lip4[p * 4:p * 4 + 4] = src4
+        # §5.2.3 case 4: a unicast bubble to where the discovery bubble came
+        # from, under §5.2.6's gap and count
+        if self._bubble_ok(p, now):
+            self._local_bubble(p)
+        return EV_NONE
+
+    def _local_from(self, p, src4, sport, now):
+        """Whether src4:sport is the local address of peer p, a local peer
+        (§5.2.3 case 5, §5.2.4 case 3: a discovery bubble within 600 s)."""
+        return (self._is_local(p, now) and self.peers.v[p * NF + F_LPORT] == sport
+                and wire.eq(self.peers.lip4, p * 4, src4, 0, 4))
+
+    def _local_bubble(self, p):
+        """A unicast bubble to the local address of local peer p."""
+        o = self._arena(40)
+        if o < 0:
+            self._drop(wire.TX_FULL)
+            return
+        peers = self.peers
+        wire.build_bubble(self.arena, o, self.address, peers.ip6[p * 16:p * 16 + 16])
+        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(peers.lip4, p * 4), peers.v[p * NF + F_LPORT]))
+
+    def _discover(self, now):
+        """§5.2.8: a local discovery bubble to the Teredo IPv4 discovery
+        address (the shell's sockets leave its TTL at 1, the multicast
+        default), from our Teredo service port; the next in 200 to 300 s."""
+        self.disc_at = _add(now, proto.DISCOVERY_MIN_MS + ((proto.DISCOVERY_SPAN_MS * self.rand(10)) >> 10))
+        self.disc_t = now
+        o = self._arena(40)
+        if o < 0:
+            self._drop(wire.TX_FULL)
+            return
+        wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, 1, self.address, proto.ALL_NODES)
+        self._tx(self.arena_mv, o, 40, _DISCOVERY_TO)
 
     def _deliver(self, ip, n, now):
         """Hand an accepted packet to the local stack: answer echo requests,
@@ -874,6 +1026,8 @@ class Client:
             # §5.2.1: different mappings for the two server addresses.  But
             # the NAT may have rebooted since the primary's answer: ask the
             # primary again before calling it symmetric.
+            self.s2map4[0:4] = m4
+            self.s2_port = port
             self.nt = _NT_CHECK
             self.nt_deadline = _add(now, _HALF - 1)  # the RS retries below time it
             self.phase = _PH_REFRESH if self.state == QUALIFIED else _PH_PRIMARY
@@ -886,11 +1040,12 @@ class Client:
                 self.phase = _PH_NONE
                 self._forget_address()
                 self.nat = 3
-                self.error = ("symmetric NAT: the mapped port differs per destination (%s:%d "
-                              "toward %s, another toward %s); Teredo cannot work through it. "
+                self.error = ("symmetric NAT: the mapping differs per destination (%s:%d "
+                              "toward %s, %s:%d toward %s); Teredo cannot work through it. "
                               "Forward a UDP port to this device and set it as the client port "
                               "(RFC 4380 §5.2.10). Retrying every %d s."
-                              % (addr.format_ipv4(m4), port, self.server_addr[0], self.server2_addr[0],
+                              % (addr.format_ipv4(m4), port, self.server_addr[0],
+                                 addr.format_ipv4(self.s2map4), self.s2_port, self.server2_addr[0],
                                  self.cfg["symmetric_retry_ms"] // 1000))
                 self._set_state(SYMMETRIC, now)
                 self.deadline = _add(now, self.cfg["symmetric_retry_ms"])
@@ -988,6 +1143,7 @@ class Client:
         self.changes += 1
         self._set_state(QUALIFIED, now)
         self._schedule_refresh(now)
+        self.disc_at = now  # §5.2.8: tell the LAN at once (on_timer sends it)
         return same
 
     def _schedule_refresh(self, now):
@@ -1032,7 +1188,7 @@ class Client:
         elif v[b + F_TRUSTED]:
             v[b + F_TRUSTED] = 0  # expired: test the path again
         v[b + F_LAST_USE] = now
-        if v[b + F_TEREDO]:
+        if v[b + F_TEREDO] and not self._is_local(p, now):
             # §5.2.4 cases 4/5 (we always take case 5, as §5.2.4 allows):
             # global check on the mapped address first
             for i in range(4):
@@ -1067,6 +1223,14 @@ class Client:
             return
         v[b + F_NEXT] = _add(now, proto.PROBE_RETRY_MS)
         if v[b + F_TEREDO]:
+            if self._is_local(p, now):
+                # §5.2.4 case 3: a unicast bubble to its local address and a
+                # local discovery bubble (its reply, §5.2.3 case 4, is what
+                # trusts it here, case 5)
+                if self._bubble_ok(p, now):
+                    self._local_bubble(p)
+                    self._discover(now)
+                return
             self._bubbles(p, now)
             return
         nonce = peers.nonce
@@ -1078,6 +1242,11 @@ class Client:
         n = wire.build_echo(a, o, proto.ICMP_ECHO_REQUEST, self.address, peers.ip6[p * 16:p * 16 + 16],
                             0, 0, nonce[p * 8:p * 8 + 8], 8)
         self._tx(self.arena_mv, o, n, self.server_addr)
+
+    def _is_local(self, p, now):
+        v = self.peers.v
+        b = p * NF
+        return self.lan_on and v[b + F_LOCAL] == 1 and _diff(now, v[b + F_LOCAL_RX]) < proto.LOCAL_VALID_MS
 
     def _bubble_ok(self, p, now):
         """§5.2.6: no bubble to peer p less than 2 s after the last

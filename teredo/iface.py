@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 
-from teredo import addr, wire
+from teredo import addr, proto, wire
 from teredo.client import _diff, EV_ECHO_REPLY, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
 
 try:
@@ -108,7 +108,7 @@ class Interface:
     and the app sockets bound to ports of our Teredo address."""
 
     def __init__(self, server, server2=None, port=0, rand=None, udp=None, clock=None, tcp=None,
-                 client_class=Client, resolve=None, **options):
+                 client_class=Client, resolve=None, lan=None, **options):
         # client_class: Client, or a subclass (teredo.raw.RawClient for a tun).
         # server: an IPv4 address, or a comma-separated list of addresses and
         # host names; names are resolved at open() and after every
@@ -133,7 +133,12 @@ class Interface:
         self._waiters = []          # streams and listeners a task waits on
         self.ticks = clock or ticks_ms  # int ms wrapping at 2**30 (tests give a fake clock)
         self.port = port            # local UDP port toward the Internet (0: any)
+        # (ip, netmask) of the LAN interface, for local discovery (§5.2.8);
+        # None: the board's WiFi station interface, when connected
+        self.lan = lan
         self.sock = None
+        self.msock = None           # joined to 224.0.0.253:3544 (local discovery)
+        self._mfd = -2
         self._udp = udp             # a socket object given by tests (no real I/O)
         self.poller = select.poll()
         self._watch = []            # (stream, callback(now)) the app polls with us
@@ -184,6 +189,8 @@ class Interface:
         self.sock = s
         self._fd = s.fileno() if hasattr(s, "fileno") else -2
         self.error = None
+        if self._udp is None and self.client.cfg["local_discovery"]:
+            self._open_discovery()
         if self._names is not None:
             self.resolve()
         self.client.start(now)
@@ -191,6 +198,45 @@ class Interface:
             self.client.error = self._why_unresolved()
         self._due = now
         return self
+
+    def _open_discovery(self):
+        """Local discovery (RFC 4380 §5.2.8): a socket on the Teredo IPv4
+        discovery address 224.0.0.253, port 3544, joined on the LAN
+        interface.  Bound to the group address, it gets only what was sent
+        to the group (§5.2.8: bubbles that came to a unicast address are
+        not discovery bubbles).  Discovery stays off, and status says why,
+        when there is no LAN address or the platform cannot join."""
+        c = self.client
+        lan = self.lan
+        if lan is None and ON_MP:
+            try:
+                import network
+                w = network.WLAN(network.STA_IF)
+                if w.isconnected():
+                    lan = w.ifconfig()[:2]
+            except (ImportError, AttributeError, OSError):
+                pass
+        if lan is None:
+            c.set_lan(None, None, "no LAN address (Interface(lan=(ip, netmask)))")
+            return
+        m = None
+        try:
+            m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # other clients on this host
+            m.bind(socket.getaddrinfo(proto.DISCOVERY_ADDR, proto.PORT)[0][-1])
+            m.setsockopt(getattr(socket, "IPPROTO_IP", 0), socket.IP_ADD_MEMBERSHIP,
+                         bytes(addr.parse_ipv4(proto.DISCOVERY_ADDR)) + bytes(addr.parse_ipv4(lan[0])))
+            m.setblocking(False)
+        except (OSError, AttributeError, ValueError) as e:
+            if m is not None:
+                m.close()
+            c.set_lan(None, None, "cannot join %s:%d on %s (%s)" % (proto.DISCOVERY_ADDR, proto.PORT,
+                                                                  lan[0], e))
+            return
+        self.poller.register(m, POLLIN)
+        self.msock = m
+        self._mfd = m.fileno() if hasattr(m, "fileno") else -2
+        c.set_lan(lan[0], lan[1])
 
     def resolve(self):
         """Look up the server names (getaddrinfo: this blocks while the
@@ -229,13 +275,18 @@ class Interface:
         self.client.stop(why)
 
     def close_socket(self):
-        if self.sock is not None and self.sock is not self._udp:
-            try:
-                self.poller.unregister(self.sock)
-            except (OSError, ValueError, KeyError):
-                pass
-            self.sock.close()
+        for s in (self.sock, self.msock):
+            if s is not None and s is not self._udp:
+                try:
+                    self.poller.unregister(s)
+                except (OSError, ValueError, KeyError):
+                    pass
+                s.close()
+        if self.msock is not None:
+            self.client.set_lan(None, None, "socket closed")
         self.sock = None
+        self.msock = None
+        self._mfd = -2
 
     def close(self):
         for s in list(self._ports.values()):
@@ -413,6 +464,8 @@ class Interface:
                 now = self.ticks()
                 if obj is self.sock or obj == self._fd:
                     handled += self.receive(now)
+                elif obj is self.msock or obj == self._mfd:
+                    handled += self.receive(now, self.msock)
                 else:
                     for w in self._watch:
                         if w[0] is obj or obj == w[2]:
@@ -448,11 +501,14 @@ class Interface:
             if self.on_change is not None:
                 self.on_change(self)
 
-    def receive(self, now):
-        """Up to RX_BURST datagrams from the socket: the loop's housekeeping is
-        then paid once per burst, not once per packet."""
+    def receive(self, now, s=None):
+        """Up to RX_BURST datagrams from the socket (or the discovery
+        socket, s): the loop's housekeeping is then paid once per burst, not
+        once per packet."""
         n = 0
-        s = self.sock
+        disc = s is not None
+        if not disc:
+            s = self.sock
         if s is None:
             return 0
         ip4 = self._src4
@@ -478,7 +534,11 @@ class Interface:
                 ip4[2] = src[6]
                 ip4[3] = src[7]
                 port = (src[2] << 8) | src[3]
-            self.feed(data, k, ip4, port, now)
+            if disc:
+                self.client.on_discovery(data, k, ip4, port, now)
+                self.flush()
+            else:
+                self.feed(data, k, ip4, port, now)
             n += 1
         return n
 

@@ -21,16 +21,19 @@ F_KEY = const(1)        # low 24 bits of the IPv6 address, to skip mismatches fa
 F_TEREDO = const(2)     # 1 when the peer's IPv6 address is a Teredo address
 F_TRUSTED = const(3)    # RFC 4380 §5.2: status of the mapped address
 F_PORT = const(4)       # mapped UDP port of the peer
-F_LAST_RX = const(5)    # F_LAST_RX..F_WINDOW: past times, aged by Client._age
+F_LAST_RX = const(5)    # F_LAST_RX..F_LOCAL_RX: past times, aged by Client._age
 F_LAST_TX = const(6)
 F_LAST_USE = const(7)   # for LRU replacement
 F_WINDOW = const(8)     # start of the current 300 s bubble window (§5.2.6)
-F_BUBBLES = const(9)    # bubbles sent in that window
-F_PROBES = const(10)    # connectivity tests / bubble rounds left (§5.2.4)
-F_NEXT = const(11)      # time of the next probe
-F_Q = const(12)         # index of the borrowed queue buffer, -1 = none
-F_QLEN = const(13)
-NF = const(14)
+F_LOCAL_RX = const(9)   # last local discovery bubble from it (§5.2.8)
+F_BUBBLES = const(10)   # bubbles sent in that window
+F_PROBES = const(11)    # connectivity tests / bubble rounds left (§5.2.4)
+F_NEXT = const(12)      # time of the next probe
+F_Q = const(13)         # index of the borrowed queue buffer, -1 = none
+F_QLEN = const(14)
+F_LOCAL = const(15)     # 1: a local peer, found by local discovery (§5.2.8)
+F_LPORT = const(16)     # its local port (its local IPv4 is in lip4)
+NF = const(17)
 
 
 def key_of(buf, off):
@@ -45,6 +48,7 @@ class PeerTable:
             self.v[i * NF + F_Q] = -1
         self.ip6 = bytearray(16 * max_peers)   # peer IPv6 address at i*16
         self.ip4 = bytearray(4 * max_peers)    # mapped IPv4 at i*4
+        self.lip4 = bytearray(4 * max_peers)   # local IPv4 of a local peer (§5.2.8) at i*4
         self.nonce = bytearray(8 * max_peers)  # last nonce sent (§5.2.9) at i*8
         self.addr = [None] * max_peers         # (ip text, port) for sendto, once trusted
         # room for one MTU-sized packet and its 2-byte length
@@ -114,6 +118,8 @@ class PeerTable:
         v[b + F_WINDOW] = now
         v[b + F_PROBES] = 0
         v[b + F_NEXT] = now
+        v[b + F_LOCAL] = 0
+        v[b + F_LOCAL_RX] = ago
         return i
 
     def free(self, i):
@@ -122,6 +128,7 @@ class PeerTable:
         self.v[b + F_USED] = 0
         self.v[b + F_TRUSTED] = 0
         self.v[b + F_PROBES] = 0
+        self.v[b + F_LOCAL] = 0
         self.addr[i] = None
 
     # ---- per-peer queue: packets stored as 2-byte length + IPv6 packet ----

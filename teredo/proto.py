@@ -68,3 +68,13 @@ PROBE_TRIES = 3
 BUBBLE_MIN_GAP_MS = 2000
 BUBBLE_WINDOW_MS = 300000
 BUBBLE_MAX_IN_WINDOW = 4
+# RFC 4380 §5.2.8: local discovery.  Bubbles to the Teredo IPv4 discovery
+# address (§2.17, link-scope multicast, TTL 1) every 200 to 300 s; a peer
+# whose discovery bubble came within 600 s is a local peer (§5.2.4 case 3).
+DISCOVERY_ADDR = "224.0.0.253"
+DISCOVERY_MIN_MS = 200000
+DISCOVERY_SPAN_MS = 100000
+LOCAL_VALID_MS = 600000
+# ff02::1, the all-nodes on-link multicast address: a discovery bubble's
+# IPv6 destination (§5.2.8)
+ALL_NODES = b"\xff\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"

@@ -183,6 +183,8 @@ def format_config(cfg):
             text = "(server + 1)"
         elif k == "client_port" and v == 0:
             text = "0 (random)"
+        elif k == "local_discovery":
+            text = "on" if v else "off"
         elif v is None:
             text = "-"
         else:
@@ -206,6 +208,8 @@ def wanted_changes(args):
         v = getattr(args, opt)
         if v is not None:
             ch[k] = v
+    if getattr(args, "local_discovery", None) is not None:
+        ch["local_discovery"] = args.local_discovery == "on"
     if "wifi_ssid" in ch and "wifi_password" not in ch and sys.stdin.isatty():
         ch["wifi_password"] = getpass.getpass("WiFi password for %s (empty: open network): "
                                               % ch["wifi_ssid"]) or None
@@ -366,6 +370,9 @@ def add_config(p):
                    "without it on a terminal)")
     p.add_argument("--refresh", type=int, help="refresh interval in seconds (10 to 3600)")
     p.add_argument("--client-port", type=int, help="local UDP port, 0 = random")
+    p.add_argument("--local-discovery", choices=("on", "off"),
+                   help="find Teredo clients on the same LAN and talk to them directly "
+                        "(RFC 4380 §5.2.8; default on)")
     p.add_argument("--json", action="store_true", help="print the config as one JSON object")
 
 
@@ -402,6 +409,16 @@ def _server_row(x):
                            ": " + x["error"] if x.get("error") else "")
 
 
+def _lan_row(st):
+    d = st.get("local_discovery")
+    if d is None:
+        return "-"
+    if d != "on":
+        return "local discovery " + d
+    n = st.get("local_peers") or 0
+    return "local discovery on, %d Teredo client%s found on this LAN" % (n, "" if n == 1 else "s")
+
+
 def format_status(st):
     def v(k, default="-"):
         x = st.get(k)
@@ -417,6 +434,7 @@ def format_status(st):
         ("relay", _relay_row(st)),
         ("uptime", "%s  (refresh every %s s)" % (_duration(st.get("uptime_s")), v("refresh_s"))),
         ("traffic", "rx %s  tx %s  peers %s" % (v("rx", 0), v("tx", 0), v("peers", 0))),
+        ("LAN", _lan_row(st)),
         ("drops", ", ".join("%s %s" % kv for kv in sorted((st.get("drops") or {}).items())) or "none"),
     ]
     servers = st.get("servers") or []

@@ -67,6 +67,9 @@ def add_client(p):
     p.add_argument("--count", type=int, default=4, help="pings to send with --ping (default 4)")
     p.add_argument("--echo-rate", type=int, default=200,
                    help="echo replies per second, 0 for no limit (default 200)")
+    p.add_argument("--no-local-discovery", action="store_true",
+                   help="do not look for Teredo clients on this LAN (RFC 4380 §5.2.8: bubbles to "
+                        "224.0.0.253 let two clients behind one NAT talk directly)")
     p.add_argument("--exit-after-ping", action="store_true",
                    help="exit when the pings are done (status 0 if any reply came back)")
     p.add_argument("--app", metavar="FILE",

@@ -19,6 +19,7 @@ import traceback
 
 from teredo import addr
 from teredo.iface import Interface, _diff
+from teredoctl.netinfo import host_lan
 
 APP_MODULE = "teredo_user_app"
 
@@ -69,7 +70,8 @@ class HostClient:
         self.app_state = {"name": os.path.basename(args.app), "state": "waiting", "error": None} \
             if args.app else None
         self.iface = Interface(args.server, args.server2, port=args.port, refresh_s=args.refresh,
-                               echo_rate=args.echo_rate)
+                               echo_rate=args.echo_rate, lan=host_lan(),
+                               local_discovery=not getattr(args, "no_local_discovery", False))
         self.iface.on_change = self.changed
         self.stop = None
         self.result = 0

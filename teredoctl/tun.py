@@ -46,6 +46,7 @@ from teredo import addr
 from teredo.client import QUALIFIED, _add
 from teredo.iface import Interface, _diff
 from teredo.raw import EV_IP, RawClient
+from teredoctl.netinfo import host_lan
 
 TUNSETIFF = 0x400454CA         # _IOW('T', 202, int), linux/if_tun.h
 IFF_TUN = 0x0001
@@ -362,7 +363,9 @@ class Tunnel:
         check_privileges(name)
         self.args = args
         self.ifname = name
-        self.iface = TunInterface(self, args.server, args.server2, port=args.port, refresh_s=args.refresh)
+        self.iface = TunInterface(self, args.server, args.server2, port=args.port, refresh_s=args.refresh,
+                                  lan=host_lan(),
+                                  local_discovery=not getattr(args, "no_local_discovery", False))
         self.iface.on_change = self.changed
         self.tun = None
         self.sunset = Sunset(self, args.sunset_probe, args.sunset_interval) if args.sunset_probe else None

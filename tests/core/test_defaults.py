@@ -58,14 +58,15 @@ def test_documented_defaults():
     # README "What the client does": 8 peers, queues of 1280 bytes for up to
     # two peers, echo replies 200/s (burst 50), unsolicited bubbles 20/s,
     # ICMPv6 errors 10/s, 8 bound ports, refresh 30 s, back-off 8 s doubling
-    # to 128 s, symmetric retry 120 s; and no tunable besides these
+    # to 128 s, symmetric retry 120 s, local discovery on; and no tunable
+    # besides these
     c = Client(SERVER, rand=Rand(1))
     cfg = c.cfg
     want = (("refresh_s", 30), ("qual_timeout_ms", 4000), ("qual_tries", 3), ("cone_probe", True),
             ("backoff_min_ms", 8000), ("backoff_max_ms", 128000),
             ("symmetric_retry_ms", 120000), ("max_peers", 8), ("queue_slots", 2), ("queue_bytes", 1280),
             ("echo_rate", 200), ("echo_burst", 50), ("bubble_rate", 20), ("ping_ident", 0x7464),
-            ("unreach_rate", 10), ("max_ports", 8))
+            ("unreach_rate", 10), ("max_ports", 8), ("local_discovery", True))
     for k, v in want:
         assert cfg[k] == v, k
     assert sorted(k for k, _ in DEFAULTS) == sorted(k for k, _ in want) and len(cfg) == len(want)

@@ -6,7 +6,7 @@
 from teredo import client as cl
 from teredo import proto, wire
 from teredo.client import Client
-from teredo.peers import F_LAST_RX, F_WINDOW, NF
+from teredo.peers import F_LAST_RX, F_LOCAL_RX, NF
 from harness import Net, drops, sent
 from test_servers import A, A2, B, C, answer, rs_of, rs_to
 from vectors import RELAY, SERVER, V6HOST, Rand, ip4, ip6
@@ -132,14 +132,14 @@ def test_old_peer_times_are_clamped_field_by_field():
     for p in (0, 1):
         a6[15] = p + 1
         assert c.peers.new(a6, 0, 1000, 1000) == p
-        for f in range(F_LAST_RX, F_WINDOW + 1):
+        for f in range(F_LAST_RX, F_LOCAL_RX + 1):
             v[p * NF + f] = 1000
     before = list(v)
     c.on_timer(1000 + 600001)
     for p in range(4):
         for f in range(NF):
             k = p * NF + f
-            if p < 2 and F_LAST_RX <= f <= F_WINDOW:
+            if p < 2 and F_LAST_RX <= f <= F_LOCAL_RX:
                 assert v[k] == 1001, (p, f, v[k])
             else:
                 assert v[k] == before[k], (p, f, v[k], before[k])

@@ -263,11 +263,14 @@ def test_config_round_trip(board, capsys):
     on_flash = json.loads((board.flash / "config.json").read_text())
     assert on_flash["wifi_password"] == "s3cret pass" and on_flash["server"] == "198.51.100.10"
     # values not given keep the board's current ones (the password too, though we only see it masked)
-    rc, out, err = teredoctl(capsys, "config", "--port", link, "--client-port", "40000")
+    rc, out, err = teredoctl(capsys, "config", "--port", link, "--client-port", "40000",
+                             "--local-discovery", "off")
     assert rc == 0, err
+    assert "local_discovery off" in out, out
     on_flash = json.loads((board.flash / "config.json").read_text())
     assert on_flash == {"server": "198.51.100.10", "server2": None, "wifi_ssid": "lab",
-                        "wifi_password": "s3cret pass", "refresh_s": 40, "client_port": 40000}
+                        "wifi_password": "s3cret pass", "refresh_s": 40, "client_port": 40000,
+                        "local_discovery": False}
     assert not (board.flash / "config.new").exists()
     # no WiFi, server changed through the running firmware's "config set"
     rc, out, err = teredoctl(capsys, "config", "--port", link, "--server", "198.51.100.10",
@@ -276,11 +279,15 @@ def test_config_round_trip(board, capsys):
     rc, out, err = teredoctl(capsys, "config", "--port", link, "--json")
     assert rc == 0, err
     assert json.loads(out) == {"server": "198.51.100.10", "server2": None, "wifi_ssid": None,
-                               "wifi_password": None, "refresh_s": 40, "client_port": 0}
+                               "wifi_password": None, "refresh_s": 40, "client_port": 0,
+                               "local_discovery": False}
     # the client restarted with it
     rc, out, err = teredoctl(capsys, "status", "--port", link, "--json")
     st = json.loads(out)
     assert st["server"] == "198.51.100.10" and st["refresh_s"] == 40 and st["error"] is None
+    assert st["local_discovery"] == "off: turned off", st["local_discovery"]
+    rc, out, err = teredoctl(capsys, "status", "--port", link)
+    assert "local discovery off: turned off" in out, out
 
 
 def test_a_config_line_that_lost_bytes_is_refused_and_changes_nothing(board, capsys):
