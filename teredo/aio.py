@@ -52,9 +52,33 @@ else:
             loop.remove_reader(fd)
 
 
+async def _discovery(iface):
+    """The local discovery socket (RFC 4380 §5.2.8) wakes its own task: a
+    task waits on one stream at a time."""
+    while True:
+        m = iface.msock
+        if m is None:
+            await _sleep_ms(1000)
+            continue
+        await _readable(m, 1000)
+        if iface.msock is m:
+            iface.receive(iface.ticks(), m)
+
+
 async def run(iface):
     """The interface task: what iface.run() does, as a good asyncio citizen."""
+    try:
+        await _run(iface)
+    finally:
+        if iface.disc_task is not None:
+            iface.disc_task.cancel()
+            iface.disc_task = None
+
+
+async def _run(iface):
     while True:
+        if iface.disc_task is None and iface.msock is not None:
+            iface.disc_task = asyncio.create_task(_discovery(iface))
         n = iface.poll(0)
         if n:
             await _sleep_ms(0)  # a burst was handled: let the apps run

@@ -105,10 +105,6 @@ _AGE_MS = const(600000)
 # RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
 # 2 minutes, 5 recommended; what we sent within this time may still hold it.
 _NAT_UDP_TIMEOUT_MS = const(300000)
-# A new local peer makes us announce ourselves at once (its discovery bubble
-# says it just came up and does not know us), at most once per this time.
-_DISC_EARLY_MS = const(10000)
-_DISCOVERY_TO = (proto.DISCOVERY_ADDR, proto.PORT)
 
 
 def _diff(a, b):
@@ -228,12 +224,12 @@ class Client:
         self.relay = None
         self.local = None
         # local discovery (§5.2.8): our LAN's IPv4 and netmask (set_lan), on
-        # when both are known; the next discovery bubble, the last one sent
+        # when both are known; when the next discovery bubble goes out
         self.lan = bytearray(8)
         self.lan_on = False
         self.lan_why = "no LAN address yet" if cfg["local_discovery"] else "turned off"
         self.disc_at = 0
-        self.disc_t = -1
+        self.early_t = -1  # the last early announcement (on_discovery)
         self._now = 0
         # origins: IPv4 high and low 16 bits, port, time of the bubble; next slot
         self.og = [0] * (4 * _ORIGIN_SLOTS + 1)
@@ -324,19 +320,8 @@ class Client:
         if ip is None or not self.cfg["local_discovery"]:
             self.lan_why = why or "turned off"
             return False
-        a = addr.parse_ipv4(ip) if isinstance(ip, str) else bytes(ip)
-        m = addr.parse_ipv4(mask) if isinstance(mask, str) else bytes(mask)
-        if len(a) != 4 or len(m) != 4:
-            raise ValueError("LAN address and netmask must be IPv4")
-        if a == bytes(4) or m == bytes(4):
-            self.lan_why = "no LAN address"
-            return False
-        self.lan[0:4] = a
-        self.lan[4:8] = m
-        self.lan_on = True
-        self.lan_why = None
-        self.disc_at = self._now  # announce ourselves at once when qualified
-        return True
+        from teredo import local  # the discovery code: loaded only when it is on
+        return local.set_lan(self, ip, mask)
 
     def next_deadline(self):
         """The earliest time on_timer wants to run (ticks ms): never later
@@ -451,22 +436,13 @@ class Client:
             "relay_ok_s_ago": self.up[0] - self.up[3] if self.up[3] >= 0 else None,
             "peers": self.peers.count(),
             "local_discovery": "on" if self.lan_on else "off: " + self.lan_why,
-            "local_peers": self._local_peers(),
+            "local_peers": self._lan().count(self) if self.lan_on else 0,
             "rx": self.rx_count,
             "tx": self.tx_count,
             "drops": drops,
             "error": self.error,
             "warning": self.warning,
         }
-
-    def _local_peers(self):
-        """Peers found by local discovery within the last 600 s."""
-        v = self.peers.v
-        c = 0
-        for i in range(self.peers.n):
-            if v[i * NF + F_USED] and self._is_local(i, self._now):
-                c += 1
-        return c
 
     def _server_status(self):
         out = []
@@ -491,7 +467,7 @@ class Client:
         if self.nt and _diff(now, self.nt_deadline) >= 0:
             self._nat_timer(now)
         if self.lan_on and self.state == QUALIFIED and _diff(now, self.disc_at) >= 0:
-            self._discover(now)
+            self._lan().discover(self, now)
         v = self.peers.v
         for i in range(self.peers.n):
             b = i * NF
@@ -528,8 +504,8 @@ class Client:
                 self.tokens_t[k] = old
         if self.s2_t >= 0 and _diff(now, self.s2_t) > _AGE_MS:
             self.s2_t = old
-        if self.disc_t >= 0 and _diff(now, self.disc_t) > _AGE_MS:
-            self.disc_t = old
+        if self.early_t >= 0 and _diff(now, self.early_t) > _AGE_MS:
+            self.early_t = old
         return up[0]
 
     def _state_timer(self, now):
@@ -791,92 +767,23 @@ class Client:
 
     def on_discovery(self, buf, n, src4, sport, now):
         """One datagram that came to the Teredo IPv4 discovery address
-        (224.0.0.253, §2.17): the shell's socket joined to that group, so
-        nothing sent to a unicast address gets here (§5.2.8).  A local
-        discovery bubble from a Teredo client behind our NAT (§5.2.3 case 4)
-        makes or updates its entry, "not trusted", with its local address,
-        and is answered with a unicast bubble there.  Returns EV_NONE."""
-        self._now = now
-        if not self.lan_on or self.state != QUALIFIED:
+        (224.0.0.253, §2.17), from the shell's socket joined to that group
+        (teredo.local, loaded by set_lan).  Returns EV_NONE."""
+        if not self.lan_on:
+            self._now = now
             self._drop(DISCOVERY)
             return EV_NONE
-        self.rx = rx = buf
-        hdr = self.hdr
-        r = wire.TOO_BIG if n > RX_BYTES else wire.parse_encap(rx, n, hdr)
-        if r:
-            self._drop(r)
-            return EV_NONE
-        ip = hdr[wire.H_IP]
-        src = ip + 8
-        if wire.eq(rx, src, self.address, 0, 16):
-            return EV_NONE  # our own, looped back by the IPv4 stack
-        # §5.2.8 MUSTs: a bubble to ff02::1 from a well-formed Teredo address
-        # and from our IPv4 subnet; and (its MAY, which we take) with our own
-        # mapped IPv4: behind the same NAT.  Its mapped port must be one.
-        lan = self.lan
-        for i in range(4):
-            if (src4[i] ^ lan[i]) & lan[4 + i]:
-                self._drop(DISCOVERY)
-                return EV_NONE
-        if (hdr[wire.H_END] - ip != 40 or rx[ip + 6] != proto.NH_NONE or sport == 0
-                or not wire.eq(rx, ip + 24, proto.ALL_NODES, 0, 16)
-                or not addr.is_teredo(rx, src) or addr.teredo_port(rx, src) == 0
-                or not addr.teredo_mapped_matches(rx, src, self.mapped4, 0)):
-            self._drop(DISCOVERY)
-            return EV_NONE
-        self.rx_count += 1
-        peers = self.peers
-        v = peers.v
-        p = peers.find(rx, src)
-        if p < 0:
-            p = self._new_peer(rx, src, now)
-            if p < 0:
-                return EV_NONE
-            v[p * NF + F_LAST_RX] = now  # §5.2.8: a new entry's last reception is now
-        b = p * NF
-        if not self._is_local(p, now):
-            # a newcomer on the LAN does not know us yet: say who we are now,
-            # not in up to 300 s (at most once per _DISC_EARLY_MS)
-            if self.disc_t < 0 or _diff(now, self.disc_t) >= _DISC_EARLY_MS:
-                self.disc_at = now
-        v[b + F_LOCAL] = 1
-        v[b + F_LOCAL_RX] = now
-        v[b + F_LPORT] = sport
-        peers.lip4[p * 4:p * 4 + 4] = src4
-        # §5.2.3 case 4: a unicast bubble to where the discovery bubble came
-        # from, under §5.2.6's gap and count
-        if self._bubble_ok(p, now):
-            self._local_bubble(p)
-        return EV_NONE
+        return self._lan().on_discovery(self, buf, n, src4, sport, now)
+
+    def _lan(self):
+        from teredo import local  # loaded by set_lan when it turned discovery on
+        return local
 
     def _local_from(self, p, src4, sport, now):
         """Whether src4:sport is the local address of peer p, a local peer
         (§5.2.3 case 5, §5.2.4 case 3: a discovery bubble within 600 s)."""
         return (self._is_local(p, now) and self.peers.v[p * NF + F_LPORT] == sport
                 and wire.eq(self.peers.lip4, p * 4, src4, 0, 4))
-
-    def _local_bubble(self, p):
-        """A unicast bubble to the local address of local peer p."""
-        o = self._arena(40)
-        if o < 0:
-            self._drop(wire.TX_FULL)
-            return
-        peers = self.peers
-        wire.build_bubble(self.arena, o, self.address, peers.ip6[p * 16:p * 16 + 16])
-        self._tx(self.arena_mv, o, 40, (addr.format_ipv4(peers.lip4, p * 4), peers.v[p * NF + F_LPORT]))
-
-    def _discover(self, now):
-        """§5.2.8: a local discovery bubble to the Teredo IPv4 discovery
-        address (the shell's sockets leave its TTL at 1, the multicast
-        default), from our Teredo service port; the next in 200 to 300 s."""
-        self.disc_at = _add(now, proto.DISCOVERY_MIN_MS + ((proto.DISCOVERY_SPAN_MS * self.rand(10)) >> 10))
-        self.disc_t = now
-        o = self._arena(40)
-        if o < 0:
-            self._drop(wire.TX_FULL)
-            return
-        wire.build_ipv6(self.arena, o, 0, proto.NH_NONE, 1, self.address, proto.ALL_NODES)
-        self._tx(self.arena_mv, o, 40, _DISCOVERY_TO)
 
     def _deliver(self, ip, n, now):
         """Hand an accepted packet to the local stack: answer echo requests,
@@ -1143,7 +1050,8 @@ class Client:
         self.changes += 1
         self._set_state(QUALIFIED, now)
         self._schedule_refresh(now)
-        self.disc_at = now  # §5.2.8: tell the LAN at once (on_timer sends it)
+        if self.lan_on:
+            self._lan().discover(self, now)  # §5.2.8: tell the LAN at once
         return same
 
     def _schedule_refresh(self, now):
@@ -1228,8 +1136,8 @@ class Client:
                 # local discovery bubble (its reply, §5.2.3 case 4, is what
                 # trusts it here, case 5)
                 if self._bubble_ok(p, now):
-                    self._local_bubble(p)
-                    self._discover(now)
+                    self._lan().local_bubble(self, p)
+                    self._lan().discover(self, now)
                 return
             self._bubbles(p, now)
             return

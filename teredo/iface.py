@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 
-from teredo import addr, proto, wire
+from teredo import addr, wire
 from teredo.client import _diff, EV_ECHO_REPLY, EV_TCP, EV_UDP, QUALIFIED, TX_SLOTS, Client
 
 try:
@@ -138,6 +138,7 @@ class Interface:
         self.lan = lan
         self.sock = None
         self.msock = None           # joined to 224.0.0.253:3544 (local discovery)
+        self.disc_task = None       # the asyncio task waiting on it (teredo.aio)
         self._mfd = -2
         self._udp = udp             # a socket object given by tests (no real I/O)
         self.poller = select.poll()
@@ -190,7 +191,8 @@ class Interface:
         self._fd = s.fileno() if hasattr(s, "fileno") else -2
         self.error = None
         if self._udp is None and self.client.cfg["local_discovery"]:
-            self._open_discovery()
+            from teredo import local  # only where discovery is on
+            local.open_socket(self)
         if self._names is not None:
             self.resolve()
         self.client.start(now)
@@ -198,45 +200,6 @@ class Interface:
             self.client.error = self._why_unresolved()
         self._due = now
         return self
-
-    def _open_discovery(self):
-        """Local discovery (RFC 4380 §5.2.8): a socket on the Teredo IPv4
-        discovery address 224.0.0.253, port 3544, joined on the LAN
-        interface.  Bound to the group address, it gets only what was sent
-        to the group (§5.2.8: bubbles that came to a unicast address are
-        not discovery bubbles).  Discovery stays off, and status says why,
-        when there is no LAN address or the platform cannot join."""
-        c = self.client
-        lan = self.lan
-        if lan is None and ON_MP:
-            try:
-                import network
-                w = network.WLAN(network.STA_IF)
-                if w.isconnected():
-                    lan = w.ifconfig()[:2]
-            except (ImportError, AttributeError, OSError):
-                pass
-        if lan is None:
-            c.set_lan(None, None, "no LAN address (Interface(lan=(ip, netmask)))")
-            return
-        m = None
-        try:
-            m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            m.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # other clients on this host
-            m.bind(socket.getaddrinfo(proto.DISCOVERY_ADDR, proto.PORT)[0][-1])
-            m.setsockopt(getattr(socket, "IPPROTO_IP", 0), socket.IP_ADD_MEMBERSHIP,
-                         bytes(addr.parse_ipv4(proto.DISCOVERY_ADDR)) + bytes(addr.parse_ipv4(lan[0])))
-            m.setblocking(False)
-        except (OSError, AttributeError, ValueError) as e:
-            if m is not None:
-                m.close()
-            c.set_lan(None, None, "cannot join %s:%d on %s (%s)" % (proto.DISCOVERY_ADDR, proto.PORT,
-                                                                  lan[0], e))
-            return
-        self.poller.register(m, POLLIN)
-        self.msock = m
-        self._mfd = m.fileno() if hasattr(m, "fileno") else -2
-        c.set_lan(lan[0], lan[1])
 
     def resolve(self):
         """Look up the server names (getaddrinfo: this blocks while the

@@ -131,6 +131,8 @@ NAT1_LAN = "198.18.1.1"
 NAT2_LAN = "198.18.2.1"
 CLIENT1_IP = "198.18.1.2"
 CLIENT2_IP = "198.18.2.2"
+# Lab(lan_peer=True): a second host on NAT1's LAN (cli3), beside cli1
+CLIENT3_IP = "198.18.1.3"
 # a second Teredo server (Lab.start_server_b): its own two addresses
 SERVER_B_IP = "198.51.100.12"
 SERVER_B_IP2 = "198.51.100.13"
@@ -141,7 +143,7 @@ TEREDO_PREFIX = "2001::/32"
 TEREDO_SERVER_PREFIX = "2001:0:c633:640a"
 
 NAT_KINDS = ("restricted", "cone", "symmetric")
-ROLES = ("inet", "srv", "rly", "v6h", "nat1", "cli1", "nat2", "cli2")
+ROLES = ("inet", "srv", "rly", "v6h", "nat1", "cli1", "nat2", "cli2", "cli3")
 NS_RE = re.compile(r"^(t[0-9a-f]{4})-(%s)$" % "|".join(ROLES))
 MARKER = "teredo-lab"
 PORT_RANGES = ((20000, 29999), (30000, 39999), (40000, 49999))
@@ -456,13 +458,16 @@ def teredo_summary(pcap_path: str, extra_ports=(), display_filter: str | None = 
 class Lab:
     def __init__(self, nat1: str = "restricted", nat2: str = "restricted",
                  peer_client: bool = True, workdir: str | None = None,
-                 capture: bool = True, keep_workdir: bool = False):
+                 capture: bool = True, keep_workdir: bool = False, lan_peer: bool = False):
         for k in (nat1, nat2):
             if k not in NAT_KINDS:
                 raise ValueError(f"NAT kind {k!r} not in {NAT_KINDS}")
         self.nat_kind = {"nat1": nat1, "nat2": nat2}
         self._nat_snat = {"nat1": None, "nat2": None}  # None | ("port", i) | ("address",)
         self.peer_client = peer_client
+        # NAT1's LAN a bridge ("lan" in nat1) with two hosts: cli1 and cli3
+        self.lan_peer = lan_peer
+        self.roles = [r for r in ROLES if r != "cli3" or lan_peer]
         self.capture_default = capture
         self._explicit_workdir = workdir is not None
         self.keep_workdir = keep_workdir
@@ -591,7 +596,7 @@ class Lab:
     def _build(self) -> None:
         marker = (f"{MARKER} pid={os.getpid()} start={_proc_starttime(os.getpid())} "
                   f"workdir={self.workdir}")
-        for role in ROLES:
+        for role in self.roles:
             ns = self.ns(role)
             _sh(["ip", "netns", "add", ns])
             self._namespaces.append(ns)
@@ -641,13 +646,30 @@ class Lab:
         for nat, cfg in _NATS.items():
             public(nat, "wan", [cfg["wan"], cfg["alt"]])
             nns, cns = self.ns(nat), self.ns(cfg["cli"])
-            _sh(["ip", "-n", nns, "link", "add", "lan", "type", "veth",
-                 "peer", "name", "eth0", "netns", cns])
+            hosts = [(cns, cfg["client"])]
+            if nat == "nat1" and self.lan_peer:
+                hosts.append((self.ns("cli3"), CLIENT3_IP))
+            if len(hosts) == 1:
+                _sh(["ip", "-n", nns, "link", "add", "lan", "type", "veth",
+                     "peer", "name", "eth0", "netns", cns])
+            else:
+                # one link with two hosts: a bridge, flooding multicast
+                # (no IGMP snooping), kept out of iptables
+                _sh(["ip", "-n", nns, "link", "add", "lan", "type", "bridge",
+                     "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"])
+                self.run(nat, ["sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0"])
+                for k, (hns, _) in enumerate(hosts):
+                    port = "lan%d" % k
+                    _sh(["ip", "-n", nns, "link", "add", port, "type", "veth",
+                         "peer", "name", "eth0", "netns", hns])
+                    _sh(["ip", "-n", nns, "link", "set", port, "master", "lan"])
+                    _sh(["ip", "-n", nns, "link", "set", port, "up"])
             _sh(["ip", "-n", nns, "addr", "add", cfg["lan"] + "/24", "dev", "lan"])
             _sh(["ip", "-n", nns, "link", "set", "lan", "up"])
-            _sh(["ip", "-n", cns, "addr", "add", cfg["client"] + "/24", "dev", "eth0"])
-            _sh(["ip", "-n", cns, "link", "set", "eth0", "up"])
-            _sh(["ip", "-n", cns, "route", "add", "default", "via", cfg["lan"]])
+            for hns, ip in hosts:
+                _sh(["ip", "-n", hns, "addr", "add", ip + "/24", "dev", "eth0"])
+                _sh(["ip", "-n", hns, "link", "set", "eth0", "up"])
+                _sh(["ip", "-n", hns, "route", "add", "default", "via", cfg["lan"]])
             self.run(nat, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
                            "net.ipv6.conf.all.disable_ipv6=1"], check=True)
             self._apply_nat(nat)
@@ -986,8 +1008,9 @@ class Lab:
             "cli1": f"client {CLIENT1_IP} (client under test)",
             "nat2": f"NAT {self.nat_kind['nat2']} WAN {self.nat_public_ip('nat2')} LAN {NAT2_LAN}",
             "cli2": f"client {CLIENT2_IP}" + (" miredo peer" if self.peer_client else ""),
+            "cli3": f"client {CLIENT3_IP} (on cli1's LAN)",
         }
-        for r in ROLES:
+        for r in self.roles:
             rows.append(f"  {self.ns(r):12s} {info[r]}")
         return "\n".join(rows)
 

@@ -97,6 +97,15 @@ def snapshot_tests(out):
     shutil.copy(HERE / "runtests.py", TESTS / "_runtests.py")
 
 
+def snapshot_core(core, out):
+    """Copy the core aside too: every shard starts from this copy, so that
+    editing the core during a run does not mutate a core that the snapshot
+    of the tests does not match (every mutant would be "killed")."""
+    d = Path(out) / "core-snapshot"
+    copy_core(core, d)
+    return d / "teredo"
+
+
 def test_command():
     py = sys.executable
     return " ".join(shlex.quote(str(x)) for x in (py, "-S", "-B", TESTS / "_runtests.py", ".", TESTS))
@@ -532,6 +541,7 @@ def main(argv=None):
         print_summary(out, data)
         return 0
     snapshot_tests(out)
+    core = snapshot_core(core, out)
     base_s = baseline(core, out)
     # generous for a survivor on a busy machine, short for an endless loop
     timeout = max(6.0, round(base_s * 3, 1))
