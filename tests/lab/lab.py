@@ -15,6 +15,9 @@ Topology (namespace names are ``t<4 hex>-<role>``, e.g. ``t3f2a-srv``)::
     cli1 : 198.18.1.2/24, default via 198.18.1.1 (client under test runs here)
     nat2 : NAT, WAN 198.51.100.32 (+ alt 198.51.100.42), LAN 198.18.2.1/24
     cli2 : 198.18.2.2/24, Debian miredo as Teredo client peer (server .10)
+    cli3 : only with ``lan_peer=True``: 198.18.1.3/24 on NAT1's LAN, which is
+           then a bridge ``lan`` in nat1 (ports lan0 to cli1, lan1 to cli3,
+           multicast flooded): two hosts behind one NAT (local discovery)
 
 Interfaces: every host namespace uses ``eth0`` towards the bridge (NATs:
 ``wan`` and ``lan``; client namespaces ``eth0``).  Interface names are per
@@ -23,7 +26,7 @@ namespace, so two labs coexist.
 API
 ---
 ``Lab(nat1="restricted", nat2="restricted", peer_client=True, workdir=None,
-capture=True, keep_workdir=False)``
+capture=True, keep_workdir=False, lan_peer=False)``
     ``capture=True`` records UDP on srv/eth0 and rly/eth0 from the start into
     ``<workdir>/srv.pcap`` / ``rly.pcap`` (see ``lab.pcap(name)``).
 ``lab.up()`` / ``lab.down(keep_workdir=None)`` / ``with Lab(...) as lab:``
