@@ -98,6 +98,7 @@ def on_discovery(c, buf, n, src4, sport, now):
         v[p * NF + F_LAST_RX] = now  # §5.2.8: a new entry's last reception is now
     b = p * NF
     if not c._is_local(p, now):
+        c.changes += 1  # status: local_peers changed
         # a newcomer on the LAN does not know us yet: say who we are now,
         # not in up to 300 s (at most once per _DISC_EARLY_MS); before
         # the reply below, which it trusts only once it knows us

@@ -287,11 +287,16 @@ def test_a_new_local_peer_triggers_one_early_announcement_per_10_s():
     c.on_discovery(discovery_bubble(others[2]), 40, ip4("198.18.1.7"), 4000, t + 10001)
     c.on_timer(t + 10001)
     assert [(ip, port) for ip, port, _ in sent(c)].count(GROUP) == 1  # 10 s after
-    # a known local peer's periodic bubble announces nothing
+    # a known local peer's periodic bubble announces nothing, and is no
+    # status change (each newcomer was one)
+    ch = c.changes
     c.on_discovery(discovery_bubble(others[0]), 40, ip4("198.18.1.5"), 4000, t + 45000)
+    assert c.changes == ch
     c.on_timer(t + 45000)
     assert [(ip, port) for ip, port, _ in sent(c)].count(GROUP) == 0
     assert c.status()["local_peers"] == 3
+    c.on_discovery(discovery_bubble(b.c.address), 40, ip4(B_IP), B_PORT, t + 45001)
+    assert c.changes == ch + 1 and c.status()["local_peers"] == 4
 
 
 def test_a_local_peer_expires_600_s_after_its_last_discovery_bubble():
