@@ -299,9 +299,8 @@ def test_a_new_local_peer_triggers_one_early_announcement_per_10_s():
     assert c.changes == ch + 1 and c.status()["local_peers"] == 4
 
 
-def test_a_local_peer_expires_600_s_after_its_last_discovery_bubble():
-    # §5.2.4 case 3 holds for 600 s; then the peer is an ordinary Teredo peer
-    # (bubbles to its mapped address and through the server)
+def b_found_by_a():
+    """(a, b, t): A announced itself at t and heard B's discovery bubble."""
     a, b = qualified_pair()
     c = a.c
     t = a.now
@@ -309,6 +308,14 @@ def test_a_local_peer_expires_600_s_after_its_last_discovery_bubble():
     sent(c)
     c.on_discovery(discovery_bubble(b.c.address), 40, ip4(B_IP), B_PORT, t)
     sent(c)
+    return a, b, t
+
+
+def test_a_local_peer_expires_600_s_after_its_last_discovery_bubble():
+    # §5.2.4 case 3 holds for 600 s; then the peer is an ordinary Teredo peer
+    # (bubbles to its mapped address and through the server)
+    a, b, t = b_found_by_a()
+    c = a.c
     c.on_timer(t + 599999)
     sent(c)
     assert c.status()["local_peers"] == 1
@@ -316,13 +323,8 @@ def test_a_local_peer_expires_600_s_after_its_last_discovery_bubble():
     dst = [(ip, port) for ip, port, _ in sent(c)]
     assert (B_IP, B_PORT) in dst and GROUP in dst and (NAT_WAN, 50001) not in dst, dst
     # a fresh pair of clients: at exactly 600 s the entry is no longer local
-    a, b = qualified_pair()
+    a, b, t = b_found_by_a()
     c = a.c
-    t = a.now
-    c.on_timer(t)
-    sent(c)
-    c.on_discovery(discovery_bubble(b.c.address), 40, ip4(B_IP), B_PORT, t)
-    sent(c)
     a.run(600000, step=1000)  # refreshes answered by the server
     assert a.now == t + 600000 and c.status()["state"] == "qualified"
     assert c.status()["local_peers"] == 0

@@ -12,13 +12,15 @@ if ROOT not in sys.path:
 import lab as labmod  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def lab(request):
+def lab_for(request, **kw):
+    """A lab for a test module (a generator for a fixture to yield from):
+    built with Lab(**kw), torn down after the module, its logs kept when a
+    test failed, and nothing left behind."""
     reason = labmod.require_root_and_tools()
     if reason:
         pytest.skip(f"Teredo network lab unavailable: {reason}")
     failed_before = request.session.testsfailed
-    the_lab = labmod.Lab(nat1="restricted", nat2="restricted", peer_client=True)
+    the_lab = labmod.Lab(**kw)
     the_lab.up()
     try:
         yield the_lab
@@ -30,3 +32,8 @@ def lab(request):
         the_lab.down(keep_workdir=failed or None)
         left_ns, left_pids = labmod.leftovers(the_lab.prefix, pids)
         assert not left_ns and not left_pids, (left_ns, left_pids)
+
+
+@pytest.fixture(scope="module")
+def lab(request):
+    yield from lab_for(request, nat1="restricted", nat2="restricted", peer_client=True)

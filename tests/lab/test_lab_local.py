@@ -8,12 +8,11 @@ go to the NAT's public address and die there), so what passes is the
 discovery.  Host build on both ends, then the virtual board (firmware .mpy)
 and the host build.  Root only; CI runs these."""
 
-import sys
-
 import pytest
 
 import lab as L
 from boardutil import Board, install_firmware
+from conftest import lab_for
 from ourclient import OurClient
 
 pytestmark = pytest.mark.lab
@@ -21,22 +20,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def lab(request):
-    reason = L.require_root_and_tools()
-    if reason:
-        pytest.skip(f"Teredo network lab unavailable: {reason}")
-    failed_before = request.session.testsfailed
-    the_lab = L.Lab(nat1="restricted", nat2="restricted", peer_client=False, lan_peer=True)
-    the_lab.up()
-    try:
-        yield the_lab
-    finally:
-        pids = the_lab.pids()
-        failed = request.session.testsfailed > failed_before
-        if failed:
-            sys.stderr.write(f"\n[lab] tests failed; lab logs kept in {the_lab.workdir}\n")
-        the_lab.down(keep_workdir=failed or None)
-        left_ns, left_pids = L.leftovers(the_lab.prefix, pids)
-        assert not left_ns and not left_pids, (left_ns, left_pids)
+    yield from lab_for(request, nat1="restricted", nat2="restricted", peer_client=False, lan_peer=True)
 
 
 def lines(pcap, what):
