@@ -106,9 +106,10 @@ def snapshot_core(core, out):
     return d / "teredo"
 
 
-def test_command():
+def test_command(module=None):
     py = sys.executable
-    return " ".join(shlex.quote(str(x)) for x in (py, "-S", "-B", TESTS / "_runtests.py", ".", TESTS))
+    args = (py, "-S", "-B", TESTS / "_runtests.py", ".", TESTS) + ((module,) if module else ())
+    return " ".join(shlex.quote(str(x)) for x in args)
 
 
 def write_config(d, module, timeout):
@@ -118,7 +119,7 @@ def write_config(d, module, timeout):
         'module-path = "teredo/%s.py"' % module,
         "timeout = %.1f" % timeout,
         "excluded-modules = []",
-        "test-command = %s" % json.dumps(test_command()),
+        "test-command = %s" % json.dumps(test_command(module)),
         "",
         "[cosmic-ray.distributor]",
         'name = "local"',

@@ -1,9 +1,11 @@
 # The fast core test selection that `make mutate` runs against every mutant
 # (tools/mutate/run.py; cosmic-ray runs this as its test command).
 #
-#   python -S -B tools/mutate/runtests.py CORE_PARENT TESTS_DIR
+#   python -S -B tools/mutate/runtests.py CORE_PARENT TESTS_DIR [MODULE]
 #
-# CORE_PARENT holds the (mutated) teredo package, TESTS_DIR is tests/core.
+# CORE_PARENT holds the (mutated) teredo package, TESTS_DIR is tests/core,
+# MODULE the module being mutated: the test modules named after it
+# (test_tcp* for tcp) go first, where a mutant of it most likely dies.
 # Like tests/mp_run.py it imports each test module and calls its test_*
 # functions, but stops at the first failure (exit 1, naming the test), so a
 # killed mutant costs little; cheap modules go first.  -S keeps the editable
@@ -24,21 +26,22 @@ FUZZ_CLIENT_CASES = 4000
 FUZZ_PARSER_CASES = 2000
 
 
-def modules(tests_dir):
+def modules(tests_dir, first=None):
     import os
     names = sorted(f[:-3] for f in os.listdir(tests_dir) if f.startswith("test_") and f.endswith(".py"))
-    order = [m for m in FIRST if m in names]
-    order += [m for m in names if m not in FIRST and m not in LAST and m not in SKIP]
+    order = [m for m in names if first and first in m and m not in SKIP and m not in LAST]
+    order += [m for m in FIRST if m in names and m not in order]
+    order += [m for m in names if m not in order and m not in LAST and m not in SKIP]
     order += [m for m in LAST if m in names]
     return order
 
 
-def run(core_parent, tests_dir, verbose=False):
+def run(core_parent, tests_dir, verbose=False, first=None):
     sys.path.insert(0, tests_dir)
     sys.path.insert(0, core_parent)
     t0 = time.monotonic()
     count = 0
-    for name in modules(tests_dir):
+    for name in modules(tests_dir, first):
         mod = __import__(name)
         if hasattr(mod, "FLOOD"):
             mod.FLOOD = FLOOD
@@ -82,4 +85,4 @@ def run(core_parent, tests_dir, verbose=False):
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "-v"]
-    sys.exit(run(args[0], args[1], "-v" in sys.argv))
+    sys.exit(run(args[0], args[1], "-v" in sys.argv, args[2] if len(args) > 2 else None))
