@@ -81,7 +81,9 @@ def on_discovery(c, buf, n, src4, sport, now):
         if (src4[i] ^ lan[i]) & lan[4 + i]:
             c._drop(DISCOVERY)
             return EV_NONE
-    if (hdr[wire.H_END] - ip != 40 or rx[ip + 6] != proto.NH_NONE or sport == 0
+    # the UDP payload is a minimal IPv6 packet (§5.2.8): no authentication
+    # or origin header (only a server adds those), no trailer
+    if (ip != 0 or hdr[wire.H_END] != 40 or rx[6] != proto.NH_NONE or sport == 0
             or not wire.eq(rx, ip + 24, proto.ALL_NODES, 0, 16)
             or not addr.is_teredo(rx, src) or addr.teredo_port(rx, src) == 0
             or not addr.teredo_mapped_matches(rx, src, c.mapped4, 0)):

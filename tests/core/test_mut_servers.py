@@ -175,7 +175,7 @@ def test_getaddrinfo4_reads_sockaddr_in_bytes():
     v6[0] = 10
     v6[2] = 0x0D
     v6[3] = 0xD8
-    v6[4:8] = ip4("192.0.2.9")  # a flowinfo that would read as an address
+    v6[4:8] = ip4("203.0.113.99")  # a flowinfo that would read as an address
     v6[8] = 0x20
     ans = [(10, 2, 17, "", bytes(v6)),
            (2, 1, 6, "", sockaddr(2, proto.PORT, A, 16)),
