@@ -301,8 +301,8 @@ class Interface:
         queue of rxq datagrams (more are dropped and counted)."""
         if port in self._ports:
             raise OSError(EADDRINUSE, "UDP port %d is already bound" % port)
+        s = UDPSocket(self, port, rxq)  # a bad rxq fails before the port is taken
         self.client.bind(port)
-        s = UDPSocket(self, port, rxq)
         self._ports[port] = s
         return s
 
@@ -652,8 +652,9 @@ class UDPSocket(IOBase):
         errno a socket would: EMSGSIZE over the Teredo MTU, ENOTCONN when not
         qualified, EAGAIN when the transmit ring is full."""
         iface = self.iface
-        if iface.client.tq_count >= TX_SLOTS:
-            iface.flush()
+        # what waits goes first: the ring's slots and the arena (full with
+        # fewer than TX_SLOTS datagrams when they are big) are free again
+        iface.flush()
         n = self.send_later(data, address, iface.ticks())
         iface.flush()
         return n

@@ -191,3 +191,33 @@ def test_send_path_allocates_nothing_up_to_the_ring():
     finally:
         heap_unlock()
     assert lens == [48 + 64, 48 + 1232] and k1 == 48 + 64 and k2 == 48 + 1232
+
+
+def test_a_bad_receive_queue_size_leaves_the_port_free():
+    # Interface.socket(port, rxq=0) used to take the port in the core before
+    # UDPSocket refused rxq: the port then stayed taken for good
+    n, i = echo_ready()
+    try:
+        i.socket(7, rxq=0)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("rxq=0 accepted")
+    assert 7 not in i.client.ports
+    s = i.socket(7, rxq=1)
+    assert i.client.ports == [7] and s.port == 7
+    s.close()
+
+
+def test_sendto_drains_a_full_arena_first():
+    # two datagrams of 1232 bytes do not fit the transmit arena at once: the
+    # second sendto must send the first before it builds its own (it used to
+    # flush only when all TX_SLOTS slots were taken, and said EAGAIN)
+    n, i = echo_ready()
+    s = i.socket(7, rxq=1)
+    dst = (ip6(V6HOST), 9)
+    s.send_later(bytes(1232), dst, n.now)
+    assert i.client.tq_count == 1
+    assert s.sendto(bytes(1232), dst) == 1232 and s.tx == 2
+    assert i.client.tq_count == 0
+    s.close()
