@@ -653,8 +653,10 @@ class UDPSocket(IOBase):
         qualified, EAGAIN when the transmit ring is full."""
         iface = self.iface
         # what waits goes first: the ring's slots and the arena (full with
-        # fewer than TX_SLOTS datagrams when they are big) are free again
-        iface.flush()
+        # fewer than TX_SLOTS datagrams when they are big) are free again;
+        # with nothing waiting both are free already
+        if iface.client.tq_count:
+            iface.flush()
         n = self.send_later(data, address, iface.ticks())
         iface.flush()
         return n
