@@ -450,16 +450,16 @@ class Firmware:
         to = addr.format_ipv6(dst)
         sent = got = 0
         times = {}  # seq -> ticks sent
-        seen = i.last_pong()[0]
+        seen = i.pong_count()
         last = i.ticks()
         while sent < count or (i.ticks() - last) & MASK < 1000:
-            seq, t = i.last_pong()
-            if seq != seen:
-                seen = seq
-                t0 = times.pop(seq, None)
+            while seen != i.pong_count():  # each reply, also several in one turn
+                r = i.pong(seen)
+                seen = (seen + 1) & MASK
+                t0 = times.pop(r[0], None) if r else None
                 if t0 is not None:
                     got += 1
-                    emit({"event": "ping_reply", "from": to, "seq": seq, "rtt_ms": (t - t0) & MASK})
+                    emit({"event": "ping_reply", "from": to, "seq": r[0], "rtt_ms": (r[1] - t0) & MASK})
             now = i.ticks()
             if sent < count and (sent == 0 or (now - last) & MASK >= 1000) and i.qualified():
                 self.seq = (self.seq + 1) & 0xFFFF

@@ -53,6 +53,7 @@ except ImportError:
 MASK = 0x3FFFFFFF        # the core's ticks wrap at 2**30 (the ESP32's ticks_ms)
 RX_MAX = 1400            # largest datagram read: 1280 (RFC 4380 §5.1.2) + headers
 RX_BURST = 16            # datagrams handled per wake-up
+PONGS = 8                # echo replies remembered for pong() (a power of 2)
 UDP_MAX = 1280 - 48      # largest UDP payload in one Teredo packet (MTU - IPv6 - UDP)
 SLOT_HDR = 20            # per queued datagram: length 2, source port 2, source address 16
 POLLIN = 1               # select.POLLIN, as MicroPython's stream ioctl speaks it
@@ -154,8 +155,9 @@ class Interface:
         self._fd = -2               # the socket's fd (CPython's poll reports fds)
         self._due = 0
         self._seq = 0
-        self._pong = -1
-        self._pong_t = 0
+        self._pq = [-1] * PONGS      # seq of the last echo replies to our pings (a ring)
+        self._pt = [0] * PONGS       # and the ticks each came at
+        self._pn = 0                 # echo replies so far (wraps at 2**30)
         self.error = None           # the shell's own error (socket), beside the client's
         self.on_change = None       # callback(iface) at every state/address change
         self._seen = -1
@@ -387,12 +389,17 @@ class Interface:
             raise OSError(ENOTCONN, "not qualified: %s" % (self.status()["error"] or "qualifying"))
         self._seq = (self._seq + 1) & 0xFFFF
         t0 = self.ticks()
+        n = self._pn
         self.ping_send(dst, self._seq, t0, size)
-        while _diff(self.ticks(), t0) < timeout_ms:
-            if self._pong == self._seq:
-                return _diff(self._pong_t, t0)
+        while True:
+            while n != self._pn:  # every reply since the send, not only the last one
+                r = self.pong(n)
+                n = (n + 1) & MASK
+                if r is not None and r[0] == self._seq:
+                    return _diff(r[1], t0)
+            if _diff(self.ticks(), t0) >= timeout_ms:
+                return None
             self.poll(50)
-        return None
 
     def ping_send(self, dst, seq, now, size=16):
         """Send one echo request (no wait); the reply shows in last_pong()."""
@@ -402,7 +409,24 @@ class Interface:
 
     def last_pong(self):
         """(seq, ticks ms) of the last echo reply to our pings, seq -1: none."""
-        return self._pong, self._pong_t
+        k = (self._pn - 1) & (PONGS - 1)
+        return self._pq[k], self._pt[k]
+
+    def pong_count(self):
+        """How many echo replies to our pings came so far (wraps at 2**30).
+        With pong(n), a pinger that looks only now and then still sees each
+        of the last PONGS (8) replies, also when several came in one turn
+        (a path that opens releases every echo that waited for it at once)."""
+        return self._pn
+
+    def pong(self, n):
+        """(seq, ticks ms) of echo reply number n (0 = the first, as counted
+        by pong_count), or None: not come yet, or more than PONGS ago."""
+        age = (self._pn - n) & MASK
+        if age == 0 or age > PONGS:
+            return None
+        k = n & (PONGS - 1)
+        return self._pq[k], self._pt[k]
 
     # ---- the event loop ------------------------------------------------------------------
 
@@ -522,8 +546,10 @@ class Interface:
             else:
                 c.drops[wire.UNSUPPORTED] += 1  # no app uses TCP
         elif ev == EV_ECHO_REPLY:
-            self._pong = c.ev_seq
-            self._pong_t = now
+            k = self._pn & (PONGS - 1)
+            self._pq[k] = c.ev_seq
+            self._pt[k] = now
+            self._pn = (self._pn + 1) & MASK
         self.flush()
         return ev
 

@@ -89,23 +89,34 @@ class HostClient:
                               (": " + st["error"]) if st["error"] else ""))
 
     async def pinger(self):
+        """An echo request a second; a reply counts whenever it comes until a
+        second after the last request (the first ones wait for bubbles to open
+        the path, and then come together)."""
         a = self.args
+        i = self.iface
         dst = addr.parse_ipv6(a.ping)
-        await self.iface.aup(2 ** 29)
+        await i.aup(2 ** 29)
         sent = got = 0
-        for seq in range(1, a.count + 1):
-            sent += 1
-            t0 = self.iface.ticks()
-            self.iface.ping_send(dst, seq, t0)
-            for _ in range(100):  # up to 1 s for this reply
-                await asyncio.sleep(0.01)
-                if self.iface.last_pong()[0] == seq:
+        times = {}  # seq -> ticks sent
+        seen = i.pong_count()
+        last = i.ticks()
+        while sent < a.count or (got < sent and _diff(i.ticks(), last) < 1000):
+            while seen != i.pong_count():
+                r = i.pong(seen)
+                seen = (seen + 1) & 0x3FFFFFFF
+                t0 = times.pop(r[0], None) if r else None
+                if t0 is not None:
                     got += 1
-                    rtt = _diff(self.iface.last_pong()[1], t0)
-                    emit({"ping_reply": a.ping, "seq": seq, "rtt_ms": rtt})
-                    log("reply from %s: seq=%d time=%d ms" % (a.ping, seq, rtt))
-                    await asyncio.sleep(max(0, 1 - rtt / 1000))
-                    break
+                    rtt = _diff(r[1], t0)
+                    emit({"ping_reply": a.ping, "seq": r[0], "rtt_ms": rtt})
+                    log("reply from %s: seq=%d time=%d ms" % (a.ping, r[0], rtt))
+            now = i.ticks()
+            if sent < a.count and (sent == 0 or _diff(now, last) >= 1000):
+                sent += 1
+                times[sent] = now
+                i.ping_send(dst, sent, now)
+                last = now
+            await asyncio.sleep(0.01)
         emit({"ping_done": a.ping, "sent": sent, "received": got})
         if a.exit_after_ping:
             self.result = 0 if got else 1
