@@ -132,7 +132,8 @@ def getaddrinfo4(name):
             b = addr.parse_ipv4(sa[0])
         else:
             sa = bytes(sa)
-            if len(sa) < 8 or sa[0] | (sa[1] << 8) != 2:  # sa_family AF_INET (host order)
+            # sa_family AF_INET (2) in host order: little- or big-endian
+            if len(sa) < 8 or (sa[0] | sa[1]) != 2 or sa[0] == sa[1]:
                 continue
             b = sa[4:8]
         if b not in out:

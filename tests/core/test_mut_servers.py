@@ -182,8 +182,11 @@ def test_getaddrinfo4_reads_sockaddr_in_bytes():
            (2, 2, 17, "", sockaddr(2, proto.PORT, A, 16)),
            (2, 2, 17, "", sockaddr(2, proto.PORT, "198.51.100.77", 7)),   # too short for an address
            (2, 2, 17, "", sockaddr(0x202, proto.PORT, "198.51.100.88", 16)),  # 2 in the low byte only
-           (2, 2, 17, "", sockaddr(2, proto.PORT, B, 8))]  # family, port, address: just enough
-    assert via(FakeSocket(ans), "teredo.example") == [ip4(A), ip4(B)]
+           (2, 2, 17, "", sockaddr(2, proto.PORT, B, 8)),  # family, port, address: just enough
+           (2, 2, 17, "", sockaddr(0x200, proto.PORT, B3, 16)),  # a big-endian unix port's AF_INET
+           (2, 2, 17, "", sockaddr(0x300, proto.PORT, "198.51.100.66", 16)),  # 3 (either order)
+           (2, 2, 17, "", sockaddr(0x100, proto.PORT, "198.51.100.55", 16))]  # 1 (either order)
+    assert via(FakeSocket(ans), "teredo.example") == [ip4(A), ip4(B), ip4(B3)]
 
 
 def test_set_servers_carries_over_only_the_same_address():
