@@ -432,7 +432,8 @@ class Interface:
 
     def poll(self, timeout_ms=0):
         """Run the interface once: wait up to timeout_ms (less when a timer is
-        due) for datagrams or a watched stream, handle what came, run timers.
+        due; < 0: until one is) for datagrams or a watched stream, handle what
+        came, run timers.
         Returns the number of datagrams handled."""
         c = self.client
         now = self.ticks()
@@ -443,7 +444,7 @@ class Interface:
         if self.sock is not None:
             self._due = self.next_deadline()  # once per turn: it walks the peer table
             d = _diff(self._due, now)
-            if d < wait:
+            if d < wait or wait < 0:  # < 0: no limit but the next timer
                 wait = d if d > 0 else 0
         if self.sock is not None or self._watch:
             for ev in self._ipoll(wait):

@@ -170,6 +170,22 @@ def test_ping_waits_for_the_reply_then_times_out_at_2_s():
     i.close()
 
 
+def test_poll_without_a_limit_still_wakes_for_the_next_timer():
+    n, i = interface()
+
+    def tick(w):
+        assert w >= 0, "poll(-1) would sleep through the timer"
+        n.now += w
+
+    p = Poller(tick)
+    i.poller = p
+    d = i.next_deadline() - n.now
+    assert 0 < d < 100000
+    i.poll(-1)
+    assert p.waits == [d]
+    i.close()
+
+
 def test_ticks_ms_is_milliseconds_wrapping_at_2_30():
     t = iface.ticks_ms()
     assert 0 <= t <= iface.MASK and iface.MASK == (1 << 30) - 1
