@@ -10,7 +10,9 @@
 #
 # What it does (and does not):
 # - Passive and active open, simultaneous open and close, half-close, RST per
-#   RFC 9293 §3.10.7 with the RFC 5961 challenge ACKs §3.10.7.4 includes.
+#   RFC 9293 §3.10.7 with the RFC 5961 challenge ACKs §3.10.7.4 includes,
+#   and RFC 5961 §5.2's ACK range: an ACK older than SND.UNA - MAX.SND.WND
+#   gets an ACK and its segment is dropped.
 # - Options: we send MSS (the Teredo MTU 1280 - 40 - 20 = 1220) in our SYN and
 #   use only the peer's MSS; NOP and End of Option List are understood, every
 #   other option is skipped by its length (no window scaling, timestamps or
@@ -253,7 +255,7 @@ class _Conn:
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_wnd = 0
-        self.smss = 536
+        self.smss = 1220  # RFC 9293 §3.7.1: the IPv6 default
         self.tx_head = 0
         self.tx_len = 0
         self.tx_seq = 1
@@ -446,6 +448,8 @@ class TCP:
         c.user = 2
         if st == _CLOSED:
             c.user = 0
+        elif st == _SYN_RCVD:
+            c.fin = 1  # RFC 9293 §3.10.4: the FIN goes once ESTABLISHED
         elif st < _ESTAB or c.rx_len:
             self._abort(c, _E_CLOSED, now)
         elif st == _ESTAB or st == _CLOSE_WAIT:
@@ -575,6 +579,7 @@ class TCP:
         c.ssthresh = fl if fl > 2 * c.smss else 2 * c.smss
         c.cwnd = c.smss
         c.dupacks = 0
+        c.recover = c.snd_max  # RFC 6582 §3.2 step 4: no fast retransmit below it
         c.rto = rto
         c.rtt_seq = -1  # Karn: no sample from what was sent twice (RFC 6298 §3)
         c.snd_nxt = c.snd_una  # go back: the SYN, the data, the FIN again
@@ -713,8 +718,10 @@ class TCP:
         if fl & _ACK:
             c.snd_wl2 = a
             c.state = _ESTAB
-            if c.tries and c.rto < 3000:
-                c.rto = 3000  # RFC 6298 §5.7: the SYN was sent again (so no sample)
+            if c.tries:
+                c.cwnd = c.smss  # RFC 5681 §3.1: one segment after a lost SYN
+                if c.rto < 3000:
+                    c.rto = 3000  # RFC 6298 §5.7: the SYN was sent again (so no sample)
             self._ack(c, a, now)
             c.ack_now = 1
         else:
@@ -751,7 +758,9 @@ class TCP:
                 cnt[_C_CHALLENGE] += 1
                 c.ack_now = 1
                 return
-            self._closed(c, 0 if st == _SYN_RCVD and c.lst >= 0 else _E_RESET)
+            # RFC 9293 §3.10.7.4 second: in SYN-RECEIVED a passive open goes
+            # back to LISTEN (the queue slot ends quietly), an active one was refused
+            self._closed(c, _E_RESET if st != _SYN_RCVD else 0 if c.lst >= 0 else _E_REFUSED)
             return
         # fourth: a SYN here gets a challenge ACK (RFC 5961 §4)
         if fl & _SYN:
@@ -767,12 +776,22 @@ class TCP:
             if a <= c.snd_una or a > c.snd_max:
                 self._reset(rx, ip, fl, dlen)
                 return
-            c.state = st = _ESTAB
+            # (a close() in SYN-RECEIVED queued its FIN: RFC 9293 §3.10.4)
+            c.state = st = _FIN_WAIT_1 if c.fin else _ESTAB
+            if c.tries:
+                c.cwnd = c.smss  # RFC 5681 §3.1: our SYN,ACK was lost
             c.snd_wl1 = seq
             c.snd_wl2 = a
             c.snd_wnd = w
         if a > c.snd_max:
             c.ack_now = 1  # acknowledges what we never sent
+            return
+        if a < c.snd_una - c.max_wnd:
+            # RFC 5961 §5.2: older than any window the peer offered (also an
+            # ACK beyond SND.NXT by nearly 2**31, whose offset from the origin
+            # wraps): an ACK back, the segment dropped
+            cnt[_C_CHALLENGE] += 1
+            c.ack_now = 1
             return
         if a > c.snd_una:
             self._ack(c, a, now)
@@ -809,6 +828,8 @@ class TCP:
     def _ack(self, c, a, now):
         """New data acknowledged: SND.UNA < a <= SND.MAX."""
         acked = a - c.snd_una
+        if c.snd_una == 0:
+            acked -= 1  # our SYN: not data, no slow-start growth (RFC 5681 §3.1)
         k = a - c.tx_seq
         if k > c.tx_len:
             k = c.tx_len  # the FIN takes a number, not a byte
@@ -854,7 +875,7 @@ class TCP:
             c.dupacks = 0
             if c.cwnd < c.ssthresh:
                 c.cwnd += acked if acked < c.smss else c.smss
-            elif c.cwnd < 0x10000:
+            elif acked and c.cwnd < 0x10000:
                 c.cwnd += c.smss * c.smss // c.cwnd + 1
         # RFC 6298 §5.2/§5.3
         c.persist = 0
