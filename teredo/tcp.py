@@ -828,7 +828,7 @@ class TCP:
     def _ack(self, c, a, now):
         """New data acknowledged: SND.UNA < a <= SND.MAX."""
         acked = a - c.snd_una
-        if c.snd_una == 0:
+        if c.snd_una < c.tx_seq:  # (not snd_una == 0: a rebase makes that 0 too)
             acked -= 1  # our SYN: not data, no slow-start growth (RFC 5681 §3.1)
         k = a - c.tx_seq
         if k > c.tx_len:

@@ -11,6 +11,7 @@
 # Lean: one slot, small rings; cwnd is read from the slot where no segment
 # shows it.
 from tcpkit import ACK, FIN, M32, Rig, pattern, passive, seg
+from teredo import tcp
 
 P = 1001  # the peer's first data byte (passive's IRS 1000 + 1)
 
@@ -381,3 +382,21 @@ def test_text_after_close_is_discarded_and_the_window_stays_open():
     assert len(out) == 1 and out[0].ack == P + 328 and out[0].wnd == 256
     assert c.rx_len == 0 and c.rx_head == 72  # 328 mod 256
     assert _st(r)["rx"] == 328
+
+
+def test_after_a_rebase_an_ack_grows_cwnd_by_all_it_acks():
+    # the SYN is told by SND.UNA < the first data byte, not SND.UNA == 0: a
+    # rebase (origins moved past REBASE) makes SND.UNA 0 again
+    old = tcp.REBASE
+    tcp.REBASE = 30
+    try:
+        r, cid, iss = _rig(mss=100)
+        c = r.conn(cid)
+        assert r.t.send(cid, data(90), 0, 90, r.now) == 90
+        r.take()
+        _acked(r, iss, 40)
+        assert c.snd_una == 0 and c.cwnd == 440  # rebased past 30; + 40 (slow start)
+        _acked(r, iss, 90)
+        assert c.cwnd == 490
+    finally:
+        tcp.REBASE = old
