@@ -105,6 +105,22 @@ _AGE_MS = const(600000)
 # RFC 4787 REQ-5: a NAT keeps a UDP mapping (and its filter) open at least
 # 2 minutes, 5 recommended; what we sent within this time may still hold it.
 _NAT_UDP_TIMEOUT_MS = const(300000)
+# Hot-path copies of protocol constants, folded by MicroPython's compiler
+# (each proto.X or wire.X costs two dictionary look-ups per use);
+# tests/core/test_defaults.py holds them equal to the originals.
+_PORT = const(3544)              # proto.PORT
+_NH_TCP = const(6)               # proto.NH_TCP
+_NH_UDP = const(17)              # proto.NH_UDP
+_NH_ICMPV6 = const(58)           # proto.NH_ICMPV6
+_NH_NONE = const(59)             # proto.NH_NONE
+_ICMP_ECHO_REQUEST = const(128)  # proto.ICMP_ECHO_REQUEST
+_ICMP_ECHO_REPLY = const(129)    # proto.ICMP_ECHO_REPLY
+_ICMP_RA = const(134)            # proto.ICMP_RA
+_PEER_VALID_MS = const(30000)    # proto.PEER_VALID_MS
+_H_IP = const(0)                 # wire.H_IP
+_H_NONCE = const(1)              # wire.H_NONCE
+_H_ORIGIN = const(2)             # wire.H_ORIGIN
+_H_END = const(3)                # wire.H_END
 
 
 def _diff(a, b):
@@ -333,11 +349,15 @@ class Client:
             d = self.nt_deadline
         if self.lan_on and self.state == QUALIFIED and _diff(self.disc_at, d) < 0:
             d = self.disc_at
+        # the peer walk is run once per loop turn: F_PROBES first (nearly
+        # always 0), no range object, the entry offset stepped
         v = self.peers.v
-        for i in range(self.peers.n):
-            b = i * NF
-            if v[b + F_USED] and v[b + F_PROBES] > 0 and _diff(v[b + F_NEXT], d) < 0:
+        b = 0
+        e = self.peers.n * NF
+        while b < e:
+            if v[b + F_PROBES] > 0 and v[b + F_USED] and _diff(v[b + F_NEXT], d) < 0:
                 d = v[b + F_NEXT]
+            b += NF
         return d
 
     def pop_tx(self):
@@ -665,24 +685,33 @@ class Client:
         # reply is built from it.
         self.rx = rx = buf
         hdr = self.hdr
-        r = wire.parse_encap(rx, n, hdr)
-        if r:
-            self._drop(r)
-            return EV_NONE
-        n = hdr[wire.H_END]  # RFC 6081 trailers, if any, end here
+        if n >= 40 and rx[0] >> 4 == 6 and 40 + ((rx[4] << 8) | rx[5]) == n:
+            # the common case, a bare IPv6 packet that fills the datagram:
+            # what parse_encap finds for it, without the call
+            hdr[_H_IP] = 0
+            hdr[_H_NONCE] = -1
+            hdr[_H_ORIGIN] = -1
+            hdr[_H_END] = n
+            ip = 0
+        else:
+            r = wire.parse_encap(rx, n, hdr)
+            if r:
+                self._drop(r)
+                return EV_NONE
+            n = hdr[_H_END]  # RFC 6081 trailers, if any, end here
+            ip = hdr[_H_IP]
         self.rx_count += 1
-        ip = hdr[wire.H_IP]
         nh = rx[ip + 6]
-        from_server = sport == proto.PORT and (wire.eq(src4, 0, self.server4, 0, 4)
+        from_server = sport == _PORT and (wire.eq(src4, 0, self.server4, 0, 4)
                                                or wire.eq(src4, 0, self.server2_4, 0, 4))
-        if (not from_server and sport == proto.PORT and len(self.servers) > 1
-                and nh == proto.NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == proto.ICMP_RA):
+        if (not from_server and sport == _PORT and len(self.servers) > 1
+                and nh == _NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == _ICMP_RA):
             for k in range(len(self.servers)):
                 if wire.eq(src4, 0, self.servers[k][0], 0, 4):
                     self._rank_ra(k, now)
                     return EV_NONE
         if from_server:
-            if nh == proto.NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == proto.ICMP_RA:
+            if nh == _NH_ICMPV6 and n - ip >= 41 and rx[ip + 40] == _ICMP_RA:
                 self._on_ra(src4, now)
                 return EV_NONE
             if self.state != QUALIFIED:
@@ -696,8 +725,8 @@ class Client:
             self.last_server = now
             self._schedule_refresh(now)
             # relayed by the server: open the path with a direct bubble
-            self._reply_bubble(hdr[wire.H_ORIGIN], ip, now)
-            if nh == proto.NH_NONE:
+            self._reply_bubble(hdr[_H_ORIGIN], ip, now)
+            if nh == _NH_NONE:
                 return EV_NONE
             return self._deliver(ip, n, now)
 
@@ -717,18 +746,18 @@ class Client:
                 # §5.2.3 case 1
                 v[b + F_LAST_RX] = now
                 v[b + F_LAST_USE] = now
-                if nh == proto.NH_NONE:
+                if nh == _NH_NONE:
                     return EV_NONE
                 self.rx_peer = p  # a reply goes back to it: no second lookup
                 r = self._deliver(ip, n, now)
                 self.rx_peer = -1
                 return r
             if (not v[b + F_TRUSTED] and not v[b + F_TEREDO] and v[b + F_PROBES] > 0
-                    and nh == proto.NH_ICMPV6
-                    and n - ip == 40 + 8 + 8 and rx[ip + 40] == proto.ICMP_ECHO_REPLY
+                    and nh == _NH_ICMPV6
+                    and n - ip == 40 + 8 + 8 and rx[ip + 40] == _ICMP_ECHO_REPLY
                     and wire.eq(rx, ip + 48, peers.nonce, p * 8, 8)):
                 # §5.2.3 case 2: the reply to our connectivity test (§5.2.9)
-                if wire.l4_sum(rx, ip, proto.NH_ICMPV6, 16) != 0xFFFF:
+                if wire.l4_sum(rx, ip, _NH_ICMPV6, 16) != 0xFFFF:
                     self._drop(wire.CHECKSUM)
                     return EV_NONE
                 self._trust(p, src4, sport, now)
@@ -744,7 +773,7 @@ class Client:
                     # §5.2.3 case 5: from the local address of a peer that
                     # local discovery found (§5.2.8): trusted there
                     self._trust(p, src4, sport, now)
-                    if nh == proto.NH_NONE:
+                    if nh == _NH_NONE:
                         return EV_NONE
                     return self._deliver(ip, n, now)
                 self._drop(wire.SPOOFED)
@@ -754,13 +783,13 @@ class Client:
                 if p < 0:
                     return EV_NONE
             self._trust(p, src4, sport, now)
-            if nh == proto.NH_NONE:
+            if nh == _NH_NONE:
                 return EV_NONE
             return self._deliver(ip, n, now)
         # §5.2.3 case 6: a native source we hold no trusted entry for.  Be
         # generous in what we accept; anything we send back goes through the
         # connectivity test first (§5.2.4 case 2).
-        if nh == proto.NH_NONE:
+        if nh == _NH_NONE:
             self._drop(wire.UNTRUSTED)
             return EV_NONE
         return self._deliver(ip, n, now)
@@ -797,19 +826,19 @@ class Client:
             # link-local, ULA, IPv4-mapped...: a spoofed source (§5.2.3 case 6,
             # §7.3.3); never answered, never given an entry or a test
             r = wire.NON_GLOBAL
-        elif nh == proto.NH_TCP:
+        elif nh == _NH_TCP:
             # checked (length, checksum) by the TCP, which parses it anyway
             self.ev_src = ip + 8
             self.ev_off = ip
             self.ev_len = n - ip
             return EV_TCP
-        elif nh == proto.NH_ICMPV6 or nh == proto.NH_UDP:
-            if plen < 8 or (nh == proto.NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
+        elif nh == _NH_ICMPV6 or nh == _NH_UDP:
+            if plen < 8 or (nh == _NH_UDP and ((rx[ip + 44] << 8) | rx[ip + 45]) != plen):
                 r = wire.LENGTH
             elif (wire.l4_sum(rx, ip, nh, plen) != 0xFFFF
-                  or (nh == proto.NH_UDP and rx[ip + 46] == 0 and rx[ip + 47] == 0)):
+                  or (nh == _NH_UDP and rx[ip + 46] == 0 and rx[ip + 47] == 0)):
                 r = wire.CHECKSUM  # RFC 8200 §8.1: a zero UDP checksum over IPv6 is discarded
-            elif nh == proto.NH_UDP:
+            elif nh == _NH_UDP:
                 dport = (rx[ip + 42] << 8) | rx[ip + 43]
                 if dport not in self.ports:
                     self._port_unreachable(ip, n, now)
@@ -820,7 +849,7 @@ class Client:
                 self.ev_off = ip + 48
                 self.ev_len = plen - 8
                 return EV_UDP
-            elif rx[ip + 40] == proto.ICMP_ECHO_REQUEST:
+            elif rx[ip + 40] == _ICMP_ECHO_REQUEST:
                 # RFC 4443 §4.2, rate limited so the board cannot be used
                 # as a reflector (RFC 4443 §2.4 (f) in spirit)
                 if self._token(0, now, self.cfg["echo_rate"], self.cfg["echo_burst"]):
@@ -841,7 +870,7 @@ class Client:
                         return EV_NONE
                 else:
                     r = wire.RATE_LIMITED
-            elif rx[ip + 40] == proto.ICMP_ECHO_REPLY and (
+            elif rx[ip + 40] == _ICMP_ECHO_REPLY and (
                     (rx[ip + 44] << 8) | rx[ip + 45]) == self.cfg["ping_ident"]:
                 self.ev_seq = (rx[ip + 46] << 8) | rx[ip + 47]
                 self.ev_src = ip + 8
@@ -1078,7 +1107,7 @@ class Client:
         if p < 0:
             p = peers.find(buf, dst)
         b = p * NF
-        if p >= 0 and v[b + F_TRUSTED] and _diff(now, v[b + F_LAST_RX]) < proto.PEER_VALID_MS:
+        if p >= 0 and v[b + F_TRUSTED] and _diff(now, v[b + F_LAST_RX]) < _PEER_VALID_MS:
             # case 1
             v[b + F_LAST_TX] = now
             v[b + F_LAST_USE] = now

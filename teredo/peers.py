@@ -43,6 +43,7 @@ def key_of(buf, off):
 class PeerTable:
     def __init__(self, max_peers, queue_slots, queue_bytes):
         self.n = max_peers
+        self.hint = 0  # find(): the entry found last (any valid index)
         self.v = [0] * (max_peers * NF)
         for i in range(max_peers):
             self.v[i * NF + F_Q] = -1
@@ -60,12 +61,25 @@ class PeerTable:
 
     def find(self, buf, off):
         """Index of the entry for the IPv6 address at buf[off], or -1."""
-        k = key_of(buf, off)
+        k = (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]  # key_of
         v = self.v
-        for i in range(self.n):
-            b = i * NF
-            if v[b + F_USED] and v[b + F_KEY] == k and wire.eq(buf, off, self.ip6, i * 16, 16):
+        eq = wire.eq
+        ip6 = self.ip6
+        # the entry found last first: a stream of packets is to or from one
+        # peer (the relay), and this is the hot path's one table look-up
+        i = self.hint
+        b = i * NF
+        if v[b + F_USED] and v[b + F_KEY] == k and eq(buf, off, ip6, i * 16, 16):
+            return i
+        i = 0
+        b = 0
+        n = self.n
+        while i < n:
+            if v[b + F_USED] and v[b + F_KEY] == k and eq(buf, off, ip6, i * 16, 16):
+                self.hint = i
                 return i
+            i += 1
+            b += NF
         return -1
 
     def count(self):

@@ -392,6 +392,8 @@ def copy(dst, doff, src, soff, n):
 eq_plain = eq
 swap16_plain = swap16
 copy_plain = copy
+l4_sum_plain = l4_sum
+echo_to_reply_plain = echo_to_reply
 try:
     import micropython
 
@@ -441,7 +443,51 @@ try:
             d[doff + i] = s[soff + i]
             i += 1
 
+    @micropython.viper
+    def _l4_sum_viper(buf, ip: int, nh: int, plen: int) -> int:
+        # l4_sum in one call: pseudo-header (the two addresses, length and
+        # next header, RFC 8200 §8.1), the upper-layer data, folded; every
+        # sum stays below 2**31 for packets up to 64 KB
+        p = ptr8(buf)  # noqa: F821
+        s = plen + nh
+        i = ip + 8
+        e = ip + 40 + plen
+        while i < e - 1:
+            s += (p[i] << 8) | p[i + 1]
+            i += 2
+        if i < e:
+            s += p[i] << 8
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        return s
+
+    @micropython.viper
+    def _echo_to_reply_viper(buf, ip: int):
+        # echo_to_reply in one call (the same steps, RFC 1624 eqn. 3)
+        p = ptr8(buf)  # noqa: F821
+        a = ip + 8
+        b = ip + 24
+        k = 0
+        while k < 16:
+            t = p[a + k]
+            p[a + k] = p[b + k]
+            p[b + k] = t
+            k += 1
+        p[ip + 7] = 64  # proto.HOP_LIMIT
+        i = ip + 40
+        p[i] = 129  # proto.ICMP_ECHO_REPLY
+        hc = (p[i + 2] << 8) | p[i + 3]
+        m = (128 << 8) | p[i + 1]  # proto.ICMP_ECHO_REQUEST, code
+        s = ((~hc) & 0xFFFF) + ((~m) & 0xFFFF) + (m + 0x100)
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        c = (~s) & 0xFFFF
+        p[i + 2] = c >> 8
+        p[i + 3] = c & 0xFF
+
     csum_add = _csum_viper  # noqa: F811
+    l4_sum = _l4_sum_viper  # noqa: F811
+    echo_to_reply = _echo_to_reply_viper  # noqa: F811
     copy = _copy_viper  # noqa: F811
     eq = _eq_viper  # noqa: F811
     swap16 = _swap16_viper  # noqa: F811

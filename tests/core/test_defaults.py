@@ -105,3 +105,22 @@ def test_default_backoff_doubles_from_8_s_to_128_s():
         waits.append(w - t)
         t = w
     assert waits == [8000, 16000, 32000, 64000, 128000, 128000]
+
+
+def test_hot_path_constants_equal_protocol_ones():
+    # client.py folds copies of these into its receive path (const); each
+    # must be the protocol's value.  MicroPython folds them away, so the
+    # names exist only on CPython (STYLE.md: `_` consts are no attributes).
+    from teredo import client
+    pairs = (("_PORT", proto.PORT), ("_NH_TCP", proto.NH_TCP), ("_NH_UDP", proto.NH_UDP),
+             ("_NH_ICMPV6", proto.NH_ICMPV6), ("_NH_NONE", proto.NH_NONE),
+             ("_ICMP_ECHO_REQUEST", proto.ICMP_ECHO_REQUEST), ("_ICMP_ECHO_REPLY", proto.ICMP_ECHO_REPLY),
+             ("_ICMP_RA", proto.ICMP_RA), ("_PEER_VALID_MS", proto.PEER_VALID_MS),
+             ("_H_IP", wire.H_IP), ("_H_NONCE", wire.H_NONCE), ("_H_ORIGIN", wire.H_ORIGIN),
+             ("_H_END", wire.H_END))
+    import sys
+    for name, want in pairs:
+        if sys.implementation.name == "micropython":
+            assert not hasattr(client, name), name  # folded
+        else:
+            assert getattr(client, name) == want, name

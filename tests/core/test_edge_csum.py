@@ -134,26 +134,60 @@ def test_echo_reply_checksum_for_every_edge_request_checksum():
     # one value where the first fold carries again; 0x0000/0xFFFF are the
     # two forms of zero.
     for want in (0x00FF, 0x0000, 0xFFFF, 0x0100, 0xFEFF, 0xFF00, 0x7FFF, 0x8000, 0x0001, 0xFFFE):
-        b, f = udp_with_sum((~want) & 0xFFFF or 0xFFFF, 8, proto.NH_ICMPV6)
-        b[f] = want >> 8
-        b[f + 1] = want & 0xFF
-        assert wire.l4_sum(b, 0, proto.NH_ICMPV6, 16) == 0xFFFF, hex(want)
-        wire.echo_to_reply(b, 0)
-        assert b[40] == proto.ICMP_ECHO_REPLY
-        assert wire.l4_sum(b, 0, proto.NH_ICMPV6, 16) == 0xFFFF, hex(want)
+        for f2r in (wire.echo_to_reply, wire.echo_to_reply_plain):
+            b, f = udp_with_sum((~want) & 0xFFFF or 0xFFFF, 8, proto.NH_ICMPV6)
+            b[f] = want >> 8
+            b[f + 1] = want & 0xFF
+            assert wire.l4_sum(b, 0, proto.NH_ICMPV6, 16) == 0xFFFF, hex(want)
+            f2r(b, 0)
+            assert b[40] == proto.ICMP_ECHO_REPLY
+            assert wire.l4_sum(b, 0, proto.NH_ICMPV6, 16) == 0xFFFF, hex(want)
 
 
 def test_echo_reply_keeps_code_and_fixes_checksum():
     for code in (1, 0x7F, 0xFF):
-        b = bytearray(56)
-        wire.build_echo(b, 0, proto.ICMP_ECHO_REQUEST, A, B, 1, 2, NONCE, 8)
-        b[41] = code
-        wire.set_l4_checksum(b, 0, proto.NH_ICMPV6, 16, 42)
-        b[7] = 3
-        wire.echo_to_reply(b, 0)
-        assert b[41] == code and b[7] == proto.HOP_LIMIT
-        assert b[8:24] == B and b[24:40] == A
-        assert wire.l4_sum(b, 0, proto.NH_ICMPV6, 16) == 0xFFFF, code
+        for f2r in (wire.echo_to_reply, wire.echo_to_reply_plain):
+            # at an offset, with bytes around it that must stay as they are
+            b = bytearray(b"\xa5" * 62)
+            wire.build_echo(b, 3, proto.ICMP_ECHO_REQUEST, A, B, 1, 2, NONCE, 8)
+            b[44] = code
+            wire.set_l4_checksum(b, 3, proto.NH_ICMPV6, 16, 45)
+            b[10] = 3
+            want = bytearray(b)
+            f2r(b, 3)
+            assert b[44] == code and b[10] == proto.HOP_LIMIT and b[43] == proto.ICMP_ECHO_REPLY
+            assert b[11:27] == B and b[27:43] == A
+            assert wire.l4_sum(b, 3, proto.NH_ICMPV6, 16) == 0xFFFF, code
+            assert b[0:3] == want[0:3] and b[3:10] == want[3:10] and b[47:] == want[47:]
+
+
+def test_l4_sum_twins_agree_at_every_length_and_offset():
+    # the interpreter's l4_sum (viper on MicroPython) against the plain one
+    # and the slow reference: odd and even lengths, packets at odd offsets,
+    # edge sums, and a full 1500-byte packet of 0xFF (the largest sum)
+    r = Rand(5)
+    for plen in (0, 1, 2, 3, 7, 8, 9, 40, 41):
+        for ip in (0, 1, 3):
+            b = bytearray(ip + 40 + plen + 2)
+            for i in range(len(b)):
+                b[i] = r(8)
+            for nh in (proto.NH_UDP, proto.NH_ICMPV6, proto.NH_TCP):
+                b[ip + 6] = nh  # ref_l4 takes the next header from the packet
+                got = wire.l4_sum(b, ip, nh, plen)
+                assert got == wire.l4_sum_plain(b, ip, nh, plen), (plen, ip, nh)
+                assert got == ref_l4(b[ip:ip + 40 + plen]), (plen, ip, nh)
+    for sum_ in SUMS:
+        b, f = udp_with_sum(sum_, 5, proto.NH_UDP)
+        assert wire.l4_sum(b, 0, proto.NH_UDP, len(b) - 40) == 0xFFFF
+        assert wire.l4_sum_plain(b, 0, proto.NH_UDP, len(b) - 40) == 0xFFFF
+    big = bytearray(b"\xff" * 1500)
+    big[6] = proto.NH_UDP
+    want = ref_l4(big)
+    for f in (wire.l4_sum, wire.l4_sum_plain):
+        assert f(big, 0, proto.NH_UDP, 1460) == want
+    z = bytearray(48)
+    for f in (wire.l4_sum, wire.l4_sum_plain):
+        assert f(z, 0, 0, 0) == 0 and f(z, 0, 1, 0) == 1 and f(z, 0, 0, 8) == 8
 
 
 # ---- builders: every byte they write ----------------------------------------

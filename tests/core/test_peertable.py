@@ -268,3 +268,27 @@ def test_free_and_drop_queue_reset_the_entry():
     t.free(i)
     assert t.v[i * NF + F_USED] == 0 and t.v[i * NF + F_Q] == -1 and t.qowner == [-1]
     assert t.addr[i] is None and t.find(addr_n(1), 0) == -1 and t.count() == 0
+
+
+def test_find_with_its_last_hit_first_never_returns_a_wrong_or_free_entry():
+    # find() tries the entry it found last before the walk: after that entry
+    # is freed, reused for another address or differs in one byte, the walk
+    # must still give the right answer (or -1)
+    t = PeerTable(4, 1, 1280)
+    a = [addr_n(i + 1) for i in range(4)]
+    for i in range(4):
+        assert t.new(a[i], 0, 1000 + i, 0) == i
+    for i in (2, 0, 3, 1, 3):
+        assert t.find(a[i], 0) == i
+    assert t.find(a[3], 0) == 3 and t.hint == 3
+    t.free(3)
+    assert t.find(a[3], 0) == -1          # the hinted entry is free now
+    k = t.new(addr_n(99), 0, 2000, 0)      # reused for another address
+    assert k == 3
+    assert t.find(a[3], 0) == -1 and t.find(addr_n(99), 0) == 3
+    near = bytearray(addr_n(99))
+    near[0] ^= 1                           # same key (last 3 bytes), other address
+    assert t.find(near, 0) == -1
+    assert t.find(a[1], 0) == 1 and t.hint == 1
+    buf = bytearray(5) + bytes(a[2])
+    assert t.find(buf, 5) == 2             # at an offset
