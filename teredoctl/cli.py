@@ -100,21 +100,25 @@ def cmd_client(args):
         raise CliError(str(e))
 
 
-def commands():
-    """The one table of commands: name -> (handler, argument adder, help)."""
-    from teredoctl import boardcmds
+def commands(only=None):
+    """The one table of commands: name -> (handler, argument adder, help).
+    only: a host command (client, decode) run alone, for which the board
+    commands (flashing, the virtual board: ~40 ms of imports) are not loaded."""
     table = {
         "decode": (cmd_decode, add_decode, "decode a Teredo address"),
         "client": (cmd_client, add_client, "run the Teredo client on this host"),
     }
-    table.update(boardcmds.COMMANDS)
+    if only not in table:
+        from teredoctl import boardcmds
+        table.update(boardcmds.COMMANDS)
     return table
 
 
 def build_parser(argv=None):
     p = argparse.ArgumentParser(prog="teredoctl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    table = commands()
+    args = sys.argv[1:] if argv is None else argv
+    table = commands(args[0] if args else None)
     for name in sorted(table):
         handler, adder, help_text = table[name]
         sp = sub.add_parser(name, help=help_text, description=help_text)

@@ -91,3 +91,28 @@ def test_global_check_agrees_with_ipaddress_where_rfc4380_does():
         if any(ip in n for n in skip) or ip.is_reserved:
             continue
         assert addr.is_global_ipv4(b) == (ip.is_global and not ip.is_multicast), str(ip)
+
+
+def test_host_commands_start_without_the_board_commands_loaded():
+    # `decode` and `client` are built alone: flashing and the virtual board
+    # are not imported (their ~40 ms count in the client's start-up); the
+    # full command list still comes with no command or a board command
+    code = ("import sys, io, contextlib\n"
+            "from teredoctl import cli\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    rc = cli.main(sys.argv[1:])\n"
+            "print(rc, 'teredoctl.boardcmds' in sys.modules, 'teredoctl.flashing' in sys.modules)\n"
+            "print(out.getvalue())\n")
+    cp = subprocess.run([sys.executable, "-c", code, "decode", "2001:0:4136:e378:8000:63bf:3fff:fdd2"],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    first = cp.stdout.splitlines()[0]
+    assert first in ("0 False False", "None False False"), cp.stdout
+    assert "65.54.227.120" in cp.stdout
+    cp = run("client", "--help")
+    assert cp.returncode == 0 and "--server" in cp.stdout and "--ping" in cp.stdout, cp.stdout + cp.stderr
+    cp = run("--help")
+    assert cp.returncode == 0 and "flash" in cp.stdout and "client" in cp.stdout, cp.stdout
+    cp = run("status", "--help")
+    assert cp.returncode == 0 and "--port" in cp.stdout, cp.stdout + cp.stderr
