@@ -317,3 +317,35 @@ def test_ra_results_each_field():
     _mtu_max(65535, check)
     r, v = _parse(_ra(mapped_port=0xFFFF, mapped4=ip4("254.253.252.251"), mtu=1500))
     assert r == wire.OK and v == (0xFFFF, 1280, ip4("254.253.252.251"))
+
+
+def test_trailers_at_their_exact_lengths():
+    # RFC 6081 §4 trailers after the IPv6 packet: an alternate address
+    # trailer (type 3) holds 2 reserved bytes and 6 per address, 1 to 4
+    # addresses: 8, 14, 20, 26; nonce (1) and neighbor discovery (4) 4;
+    # random port (5) 2; a trailer that ends exactly at the datagram's end
+    # is whole, one byte beyond it is not
+    hdr = [0, 0, 0, 0]
+    for t, k, ok in ((3, 8, True), (3, 14, True), (3, 20, True), (3, 26, True),
+                     (3, 7, False), (3, 9, False), (3, 2, False), (3, 25, False), (3, 27, False),
+                     (3, 32, False), (1, 4, True), (1, 3, False), (1, 5, False), (4, 4, True),
+                     (4, 6, False), (5, 2, True), (5, 1, False), (5, 3, False), (9, 0, True),
+                     (9, 13, True)):
+        b = bytearray(40 + 2 + k)
+        wire.build_ipv6(b, 0, 0, 59, 64, A, B)
+        b[40] = t
+        b[41] = k
+        r = wire.parse_encap(b, len(b), hdr)
+        assert r == (wire.OK if ok else TRAILER), (t, k, r)
+        assert not ok or hdr[wire.H_END] == 40, (t, k)
+        # the same trailer one byte short of its length: it overruns
+        assert wire.parse_encap(b, len(b) - 1, hdr) == TRAILER, (t, k)
+    # two trailers back to back, the second ending exactly at the end
+    b = bytearray(40 + 10 + 4)
+    wire.build_ipv6(b, 0, 0, 59, 64, A, B)
+    b[40:42] = bytes([3, 8])
+    b[50:52] = bytes([5, 2])
+    assert wire.parse_encap(b, len(b), hdr) == wire.OK and hdr[wire.H_END] == 40
+    assert wire.parse_encap(b, len(b) - 1, hdr) == TRAILER
+    b[51] = 3  # the random port trailer one byte too long for what is left
+    assert wire.parse_encap(b, len(b), hdr) == TRAILER

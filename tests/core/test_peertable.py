@@ -292,3 +292,21 @@ def test_find_with_its_last_hit_first_never_returns_a_wrong_or_free_entry():
     assert t.find(a[1], 0) == 1 and t.hint == 1
     buf = bytearray(5) + bytes(a[2])
     assert t.find(buf, 5) == 2             # at an offset
+
+
+def test_find_hint_compares_the_hinted_entrys_own_address():
+    # the hint check must read the 16 bytes of the hinted entry itself: an
+    # address that is not in the table, made of the bytes that straddle the
+    # hinted entry and a neighbour, with the hinted entry's key, is a miss
+    t = PeerTable(3, 1, 1280)
+    e0 = bytes(range(0x40, 0x50))
+    e1 = bytes([0x20, 0x01, 0x0d, 0xb8] + [0x55] * 8 + [0x20] * 4)   # key 20 20 20
+    e2 = bytes([0x20] + list(range(0x60, 0x6f)))
+    for i, e in enumerate((e0, e1, e2)):
+        assert t.new(e, 0, 1000 + i, 0) == i
+    assert t.find(e1, 0) == 1 and t.hint == 1
+    after = e1[1:] + e2[:1]       # what ip6[17:33] holds; its key is e1's
+    before = e0[15:] + e1[:15]    # what ip6[15:31] holds; its key is e1's too
+    assert key_of(after, 0) == key_of(e1, 0) == key_of(before, 0)
+    assert t.find(after, 0) == -1 and t.find(before, 0) == -1
+    assert t.find(e1, 0) == 1 and t.find(e2, 0) == 2 and t.find(e0, 0) == 0
